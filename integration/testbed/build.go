@@ -1,0 +1,56 @@
+package testbed
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+)
+
+// ErrNoDaemon is returned by BuildDaemon when the repository has no
+// cmd/ipmi-cuse yet, so shim mode cannot run.
+var ErrNoDaemon = errors.New("cmd/ipmi-cuse does not exist yet")
+
+// RepoRoot returns the root of the module containing the working directory.
+func RepoRoot() (string, error) {
+	d, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("repo root: %w", err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d, nil
+		}
+		p := filepath.Dir(d)
+		if p == d {
+			return "", errors.New("repo root: no go.mod above the working directory")
+		}
+		d = p
+	}
+}
+
+// BuildStatic builds the Go package pkg (e.g. "./cmd/ipmi-cuse", relative
+// to root) as a static binary for the guest (CGO_ENABLED=0, linux/amd64).
+func BuildStatic(root, pkg, out string) error {
+	cmd := exec.Command("go", "build", "-trimpath", "-o", out, pkg)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
+	}
+	return nil
+}
+
+// BuildDaemon builds ipmi-cuse for the guest into dir and returns its path,
+// or ErrNoDaemon when cmd/ipmi-cuse has no Go files yet.
+func BuildDaemon(root, dir string) (string, error) {
+	if m, _ := filepath.Glob(filepath.Join(root, "cmd", "ipmi-cuse", "*.go")); len(m) == 0 {
+		return "", ErrNoDaemon
+	}
+	out := filepath.Join(dir, "ipmi-cuse")
+	if err := BuildStatic(root, "./cmd/ipmi-cuse", out); err != nil {
+		return "", err
+	}
+	return out, nil
+}
