@@ -1,0 +1,474 @@
+package cuse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// minInSize is the size of each handled opcode's fixed request struct after
+// the header: requests shorter than that are malformed.
+var minInSize = map[uint32]int{
+	opOpen:      openInSize,
+	opRead:      readInSize,
+	opWrite:     writeInSize,
+	opRelease:   releaseInSize,
+	opFlush:     24, // struct fuse_flush_in
+	opInterrupt: interruptInSize,
+	opIoctl:     ioctlInSize,
+	opPoll:      pollInSize,
+}
+
+// opName names opcodes in logs.
+func opName(op uint32) string {
+	switch op {
+	case opOpen:
+		return "OPEN"
+	case opRead:
+		return "READ"
+	case opWrite:
+		return "WRITE"
+	case opRelease:
+		return "RELEASE"
+	case opFsync:
+		return "FSYNC"
+	case opFlush:
+		return "FLUSH"
+	case opInterrupt:
+		return "INTERRUPT"
+	case opIoctl:
+		return "IOCTL"
+	case opPoll:
+		return "POLL"
+	case opCuseInit:
+		return "CUSE_INIT"
+	}
+	return fmt.Sprintf("op%d", op)
+}
+
+// earlyInterruptMax bounds the table of interrupts that arrived before their
+// request; earlyInterruptAge is how long such an entry is kept.
+const (
+	earlyInterruptMax = 256
+	earlyInterruptAge = 10 * time.Second
+)
+
+// dispatch handles one request message (owned by the callee). INTERRUPT and
+// trivial replies are answered inline; everything that calls the device runs
+// in its own goroutine so a blocked call never holds up other requests.
+func (s *Server) dispatch(msg []byte) {
+	if len(msg) < inHeaderSize {
+		s.log.Warn("cuse: dropping request shorter than fuse_in_header", "len", len(msg))
+		return
+	}
+	hdr, _ := decode[fuse.InHeader](msg)
+	if int(hdr.Length) != len(msg) {
+		s.log.Warn("cuse: request length does not match header", "op", opName(hdr.Opcode),
+			"unique", hdr.Unique, "header_len", hdr.Length, "read", len(msg))
+		s.sendErr(hdr.Unique, syscall.EIO)
+		return
+	}
+	if want, ok := minInSize[hdr.Opcode]; ok && len(msg) < inHeaderSize+want {
+		s.log.Warn("cuse: request too short for its opcode", "op", opName(hdr.Opcode),
+			"unique", hdr.Unique, "len", len(msg), "want", inHeaderSize+want)
+		if hdr.Opcode != opInterrupt {
+			s.sendErr(hdr.Unique, syscall.EINVAL)
+		}
+		return
+	}
+	s.log.Debug("cuse: request", "op", opName(hdr.Opcode), "unique", hdr.Unique, "pid", hdr.Pid, "len", len(msg))
+
+	var handle func(ctx context.Context, hdr *fuse.InHeader, msg []byte)
+	switch hdr.Opcode {
+	case opInterrupt:
+		in, _ := decode[fuse.InterruptIn](msg)
+		s.interrupt(in.Unique)
+		return
+	case opFlush:
+		s.sendErr(hdr.Unique, 0)
+		return
+	case opCuseInit:
+		s.log.Warn("cuse: second CUSE_INIT", "unique", hdr.Unique)
+		s.sendErr(hdr.Unique, syscall.EINVAL)
+		return
+	case opOpen:
+		handle = s.doOpen
+	case opRead:
+		handle = s.doRead
+	case opWrite:
+		handle = s.doWrite
+	case opRelease:
+		handle = s.doRelease
+	case opIoctl:
+		handle = s.doIoctl
+	case opPoll:
+		handle = s.doPoll
+	default:
+		s.log.Warn("cuse: unsupported opcode", "op", opName(hdr.Opcode), "unique", hdr.Unique)
+		s.sendErr(hdr.Unique, syscall.ENOSYS)
+		return
+	}
+	r := s.register(hdr.Unique)
+	s.handlers.Add(1)
+	go func() {
+		defer s.handlers.Done()
+		defer s.unregister(r)
+		handle(r.ctx, &hdr, msg)
+	}()
+}
+
+// register records an outstanding request so INTERRUPT can find it; an
+// interrupt that arrived before it cancels it at once.
+func (s *Server) register(unique uint64) *request {
+	ctx, cancel := context.WithCancel(s.baseCtx)
+	r := &request{unique: unique, ctx: ctx, cancel: cancel}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.early[unique]; ok {
+		delete(s.early, unique)
+		cancel()
+	}
+	s.reqs[unique] = r
+	return r
+}
+
+func (s *Server) unregister(r *request) {
+	r.cancel()
+	s.mu.Lock()
+	if s.reqs[r.unique] == r {
+		delete(s.reqs, r.unique)
+	}
+	s.mu.Unlock()
+}
+
+// interrupt cancels the ctx of the request with the given unique. If the
+// request is not known yet it is remembered for a while; if it has already
+// finished the entry just ages out. No reply is sent: the interrupted request
+// itself gets one (typically EINTR).
+func (s *Server) interrupt(unique uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r, ok := s.reqs[unique]; ok {
+		r.cancel()
+		return
+	}
+	now := time.Now()
+	if len(s.early) >= earlyInterruptMax {
+		for u, t := range s.early {
+			if now.Sub(t) > earlyInterruptAge {
+				delete(s.early, u)
+			}
+		}
+		if len(s.early) >= earlyInterruptMax {
+			clear(s.early)
+		}
+	}
+	s.early[unique] = now
+}
+
+// lookup returns the open file for fh, or nil.
+func (s *Server) lookup(fh uint64) *openFile {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.files[fh]
+}
+
+func (s *Server) doOpen(ctx context.Context, hdr *fuse.InHeader, msg []byte) {
+	in, _ := decode[fuse.OpenIn](msg)
+	file, errno := s.dev.Open(ctx, in.Flags)
+	if errno == 0 && file == nil {
+		s.log.Error("cuse: Device.Open returned no file and no error", "unique", hdr.Unique)
+		errno = syscall.EIO
+	}
+	if errno != 0 {
+		if errno == syscall.ENOSYS {
+			// ENOSYS would make the kernel stop sending OPEN and RELEASE
+			// for the rest of the connection.
+			errno = syscall.ENXIO
+		}
+		s.sendErr(hdr.Unique, errno)
+		return
+	}
+	s.mu.Lock()
+	s.nextFh++
+	of := &openFile{fh: s.nextFh, file: file, flags: in.Flags}
+	s.files[of.fh] = of
+	s.mu.Unlock()
+	out := fuse.OpenOut{Fh: of.fh}
+	if err := s.send(hdr.Unique, encode(nil, &out)); err != nil {
+		// The kernel no longer waits for this open (connection gone), so
+		// it will never send RELEASE for it.
+		s.log.Debug("cuse: OPEN reply not delivered; releasing the file", "fh", of.fh, "err", err)
+		if s.remove(of.fh) != nil {
+			file.Release()
+		}
+	}
+}
+
+// remove takes fh out of the table (marking it released) and returns its
+// entry, or nil if it was not there.
+func (s *Server) remove(fh uint64) *openFile {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	of := s.files[fh]
+	if of != nil {
+		of.released = true
+		delete(s.files, fh)
+	}
+	return of
+}
+
+func (s *Server) doRelease(_ context.Context, hdr *fuse.InHeader, msg []byte) {
+	in, _ := decode[fuse.ReleaseIn](msg)
+	if of := s.remove(in.Fh); of != nil {
+		of.file.Release()
+	} else {
+		s.log.Warn("cuse: RELEASE of unknown file handle", "fh", in.Fh, "unique", hdr.Unique)
+	}
+	s.sendErr(hdr.Unique, 0)
+}
+
+func (s *Server) doRead(ctx context.Context, hdr *fuse.InHeader, msg []byte) {
+	in, _ := decode[fuse.ReadIn](msg)
+	of := s.lookup(in.Fh)
+	if of == nil {
+		s.sendErr(hdr.Unique, syscall.EBADF)
+		return
+	}
+	size := min(in.Size, max(s.maxRead, ioctlMaxData))
+	dst := make([]byte, size)
+	n, errno := of.file.Read(ctx, dst, in.Flags&syscall.O_NONBLOCK != 0)
+	if errno == 0 && n <= 0 && ctx.Err() != nil {
+		// Interrupted or shutting down with nothing read: not EOF.
+		errno = syscall.EINTR
+	}
+	if errno != 0 {
+		s.sendErr(hdr.Unique, errno)
+		return
+	}
+	if n < 0 || n > len(dst) {
+		s.log.Warn("cuse: File.Read returned a count outside the buffer", "n", n, "size", len(dst))
+		s.sendErr(hdr.Unique, syscall.EIO)
+		return
+	}
+	s.send(hdr.Unique, dst[:n])
+}
+
+func (s *Server) doWrite(ctx context.Context, hdr *fuse.InHeader, msg []byte) {
+	in, _ := decode[fuse.WriteIn](msg)
+	data := msg[inHeaderSize+writeInSize:]
+	if uint64(len(data)) < uint64(in.Size) {
+		s.log.Warn("cuse: WRITE shorter than its size", "size", in.Size, "data", len(data), "unique", hdr.Unique)
+		s.sendErr(hdr.Unique, syscall.EINVAL)
+		return
+	}
+	data = data[:in.Size]
+	of := s.lookup(in.Fh)
+	if of == nil {
+		s.sendErr(hdr.Unique, syscall.EBADF)
+		return
+	}
+	n, errno := of.file.Write(ctx, data)
+	if errno != 0 {
+		s.sendErr(hdr.Unique, errno)
+		return
+	}
+	if n < 0 || n > len(data) {
+		s.log.Warn("cuse: File.Write returned a count outside the data", "n", n, "size", len(data))
+		s.sendErr(hdr.Unique, syscall.EIO)
+		return
+	}
+	out := fuse.WriteOut{Size: uint32(n)}
+	s.send(hdr.Unique, encode(nil, &out))
+}
+
+func (s *Server) doIoctl(ctx context.Context, hdr *fuse.InHeader, msg []byte) {
+	in, _ := decode[fuse.IoctlIn](msg)
+	data := msg[inHeaderSize+ioctlInSize:]
+	if uint64(len(data)) != uint64(in.InSize) {
+		s.log.Warn("cuse: IOCTL payload does not match in_size", "in_size", in.InSize, "data", len(data), "unique", hdr.Unique)
+		s.sendErr(hdr.Unique, syscall.EINVAL)
+		return
+	}
+	of := s.lookup(in.Fh)
+	if of == nil {
+		s.sendErr(hdr.Unique, syscall.EBADF)
+		return
+	}
+	out := of.file.Ioctl(ctx, &IoctlIn{Cmd: in.Cmd, Arg: in.Arg, Flags: in.Flags, In: data, OutSize: in.OutSize})
+	reply, errno, problem := ioctlReply(&in, &out)
+	if problem != "" {
+		s.log.Warn("cuse: device ioctl reply rejected: "+problem, "cmd", fmt.Sprintf("%#x", in.Cmd),
+			"errno", errno, "unique", hdr.Unique)
+	}
+	if errno != 0 {
+		s.sendErr(hdr.Unique, errno)
+		return
+	}
+	s.send(hdr.Unique, reply...)
+}
+
+// ioctlReply turns a device's IoctlOut into the payload of a FUSE_IOCTL
+// reply, enforcing the limits the kernel would otherwise answer with an
+// error of its own: it returns the errno the caller should get instead, and
+// a description when the device asked for something the kernel refuses.
+func ioctlReply(in *fuse.IoctlIn, out *IoctlOut) (reply [][]byte, errno syscall.Errno, problem string) {
+	if out.Errno != 0 {
+		return nil, out.Errno, ""
+	}
+	if !out.Retry {
+		if uint64(len(out.Out)) > uint64(in.OutSize) {
+			return nil, syscall.EIO, fmt.Sprintf("%d output bytes for out_size %d", len(out.Out), in.OutSize)
+		}
+		o := fuse.IoctlOut{Result: out.Result}
+		return [][]byte{encode(nil, &o), out.Out}, 0, ""
+	}
+	if in.Flags&fuse.IOCTL_UNRESTRICTED == 0 {
+		return nil, syscall.EIO, "retry on a restricted ioctl"
+	}
+	limit := uint64(math.MaxUint64)
+	if in.Flags&fuse.IOCTL_COMPAT != 0 {
+		limit = math.MaxUint32
+	}
+	// Zero-length iovecs change neither the data copied in nor where output
+	// lands, so drop them; the kernel limits then apply to what remains.
+	iovs := make([]byte, 0, ioctlIovecSize*(len(out.InIovs)+len(out.OutIovs)))
+	count := func(vs []Iovec) (int, syscall.Errno, string) {
+		n := 0
+		var total uint64
+		for _, v := range vs {
+			if v.Len == 0 {
+				continue
+			}
+			if v.Base > limit || v.Len > limit {
+				return 0, syscall.EIO, fmt.Sprintf("iovec {%#x, %d} does not fit the caller's address size", v.Base, v.Len)
+			}
+			total += v.Len
+			if total > ioctlMaxData {
+				return 0, syscall.ENOMEM, fmt.Sprintf("iovecs total more than %d bytes", ioctlMaxData)
+			}
+			if len(iovs)/ioctlIovecSize >= fuse.FUSE_IOCTL_MAX_IOV {
+				return 0, syscall.ENOMEM, fmt.Sprintf("more than %d iovecs", fuse.FUSE_IOCTL_MAX_IOV)
+			}
+			n++
+			iov := ioctlIovec{Base: v.Base, Len: v.Len}
+			iovs = encode(iovs, &iov)
+		}
+		return n, 0, ""
+	}
+	nIn, errno, p := count(out.InIovs)
+	if errno != 0 {
+		return nil, errno, p
+	}
+	nOut, errno, p := count(out.OutIovs)
+	if errno != 0 {
+		return nil, errno, p
+	}
+	if nIn+nOut == 0 {
+		return nil, syscall.EIO, "retry asks for no memory (the kernel would retry forever)"
+	}
+	if len(out.Out) > 0 {
+		problem = "output data on a retry reply is ignored"
+	}
+	o := fuse.IoctlOut{Flags: fuse.IOCTL_RETRY, InIovs: uint32(nIn), OutIovs: uint32(nOut)}
+	return [][]byte{encode(nil, &o), iovs}, 0, problem
+}
+
+func (s *Server) doPoll(_ context.Context, hdr *fuse.InHeader, msg []byte) {
+	in, _ := decode[pollIn](msg)
+	of := s.lookup(in.Fh)
+	if of == nil {
+		s.sendErr(hdr.Unique, syscall.EBADF)
+		return
+	}
+	var wake func()
+	if in.Flags&fuse.FUSE_POLL_SCHEDULE_NOTIFY != 0 {
+		// The kernel queued its waiter before sending this POLL, so a
+		// notification written any time after now reaches it: a wake
+		// during Poll itself is not lost.
+		wake = s.wakeFunc(of, in.Kh)
+	}
+	out := pollOut{Revents: of.file.Poll(wake)}
+	s.send(hdr.Unique, encode(nil, &out))
+}
+
+// wakeFunc returns the one-shot func a File calls when its readiness may
+// have changed: it sends FUSE_NOTIFY_POLL for kh unless the file has been
+// released since (the kernel ignores those anyway).
+func (s *Server) wakeFunc(of *openFile, kh uint64) func() {
+	var fired bool
+	return func() {
+		s.mu.Lock()
+		skip := fired || of.released
+		fired = true
+		s.mu.Unlock()
+		if skip {
+			return
+		}
+		w := notifyPollWakeup{Kh: kh}
+		msg := make([]byte, 0, outHeaderSize+notifyPollWakeupOut)
+		h := fuse.OutHeader{Length: outHeaderSize + notifyPollWakeupOut, Status: notifyPoll, Unique: 0}
+		msg = encode(msg, &h)
+		msg = encode(msg, &w)
+		if err := s.write(msg); err != nil {
+			s.log.Debug("cuse: poll notification not delivered", "kh", kh, "err", err)
+		}
+	}
+}
+
+// sendErr writes a header-only reply with errno (0 = success, no payload).
+// Errnos the kernel would reject (outside 1..511) become ERANGE, as libfuse
+// does.
+func (s *Server) sendErr(unique uint64, errno syscall.Errno) error {
+	if errno > maxErrno {
+		s.log.Warn("cuse: errno out of range for a reply; sending ERANGE", "errno", uint64(errno), "unique", unique)
+		errno = syscall.ERANGE
+	}
+	h := fuse.OutHeader{Length: outHeaderSize, Status: -int32(errno), Unique: unique}
+	return s.write(encode(nil, &h))
+}
+
+// send writes a successful reply: header plus the concatenated parts, in a
+// single write as the kernel requires.
+func (s *Server) send(unique uint64, parts ...[]byte) error {
+	total := outHeaderSize
+	for _, p := range parts {
+		total += len(p)
+	}
+	h := fuse.OutHeader{Length: uint32(total), Unique: unique}
+	msg := encode(make([]byte, 0, total), &h)
+	for _, p := range parts {
+		msg = append(msg, p...)
+	}
+	return s.write(msg)
+}
+
+// errReplyUnknown means the kernel no longer waits for the request a reply
+// answers (already aborted or interrupted away): harmless.
+var errReplyUnknown = errors.New("kernel has no such request")
+
+// write sends one message in one write(2).
+func (s *Server) write(msg []byte) error {
+	for {
+		n, err := s.ch.Write(msg)
+		switch {
+		case err == nil && n == len(msg):
+			return nil
+		case err == nil:
+			s.log.Error("cuse: short write on the channel", "n", n, "len", len(msg))
+			return fmt.Errorf("cuse: short write %d of %d bytes", n, len(msg))
+		case errors.Is(err, syscall.EINTR):
+			continue
+		case errors.Is(err, syscall.ENOENT):
+			return errReplyUnknown
+		case errors.Is(err, syscall.EINVAL):
+			s.log.Error("cuse: kernel rejected a reply as malformed", "len", len(msg), "err", err)
+		}
+		return fmt.Errorf("cuse: write reply: %w", err)
+	}
+}
