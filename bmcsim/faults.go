@@ -1,0 +1,73 @@
+package bmcsim
+
+import "time"
+
+// Faulty is implemented by responders that can be told to misbehave at
+// the message level. Handle is synchronous and always answers, so the
+// adapters (KCS, VM serial) consult these methods for every message: they
+// wait ResponseDelay before delivering the answer, and deliver nothing
+// (do not even call Handle) while Silent reports true.
+type Faulty interface {
+	// ResponseDelay is how long the adapter waits before answering.
+	ResponseDelay() time.Duration
+	// Silent reports whether the BMC is ignoring requests right now.
+	Silent() bool
+}
+
+// AttentionIRQer is implemented by responders that can say whether their
+// attention should also raise the host interrupt.
+type AttentionIRQer interface {
+	AttentionIRQ() bool
+}
+
+type faults struct {
+	delay       time.Duration
+	silent      bool
+	silentUntil time.Time // wall-clock time
+}
+
+// SetDelay sets the per-message response delay adapters apply (wall-clock
+// time; it is not scaled by TimeScale because it models transport latency).
+func (b *BMC) SetDelay(d time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.faults.delay = d
+}
+
+// ResponseDelay returns the per-message response delay set by SetDelay.
+func (b *BMC) ResponseDelay() time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.faults.delay
+}
+
+// SetSilent makes the BMC ignore every request (true) or answer again
+// (false). SetSilent(false) also ends a SilenceUntil.
+func (b *BMC) SetSilent(s bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.faults.silent = s
+	if !s {
+		b.faults.silentUntil = time.Time{}
+	}
+}
+
+// SilenceUntil makes the BMC ignore requests until the wall-clock time t.
+func (b *BMC) SilenceUntil(t time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.faults.silentUntil = t
+}
+
+// Silent reports whether the BMC ignores requests right now.
+func (b *BMC) Silent() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.faults.silent || time.Now().Before(b.faults.silentUntil)
+}
+
+var (
+	_ Responder      = (*BMC)(nil)
+	_ Faulty         = (*BMC)(nil)
+	_ AttentionIRQer = (*BMC)(nil)
+)
