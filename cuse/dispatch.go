@@ -348,15 +348,15 @@ func ioctlReply(in *fuse.IoctlIn, out *IoctlOut) (reply [][]byte, errno syscall.
 			if v.Base > limit || v.Len > limit {
 				return 0, syscall.EIO, fmt.Sprintf("iovec {%#x, %d} does not fit the caller's address size", v.Base, v.Len)
 			}
-			total += v.Len
-			if total > ioctlMaxData {
+			if v.Len > ioctlMaxData-total {
 				return 0, syscall.ENOMEM, fmt.Sprintf("iovecs total more than %d bytes", ioctlMaxData)
 			}
 			if len(iovs)/ioctlIovecSize >= fuse.FUSE_IOCTL_MAX_IOV {
 				return 0, syscall.ENOMEM, fmt.Sprintf("more than %d iovecs", fuse.FUSE_IOCTL_MAX_IOV)
 			}
+			total += v.Len
 			n++
-			iov := ioctlIovec{Base: v.Base, Len: v.Len}
+			iov := ioctlIovec(v)
 			iovs = encode(iovs, &iov)
 		}
 		return n, 0, ""
