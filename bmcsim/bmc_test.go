@@ -2,17 +2,20 @@ package bmcsim
 
 import (
 	"bytes"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
 )
+
+var quiet = slog.New(slog.DiscardHandler)
 
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 
 func newManual(t *testing.T) (*BMC, *ManualClock) {
 	t.Helper()
 	c := NewManualClock(t0)
-	return New(Config{Clock: c}), c
+	return New(Config{Clock: c, Logger: quiet}), c
 }
 
 // do sends one request and checks the response header; it returns the
@@ -255,7 +258,7 @@ func TestFaults(t *testing.T) {
 }
 
 func TestConcurrentHandle(t *testing.T) {
-	b := New(Config{TimeScale: 50})
+	b := New(Config{TimeScale: 50, Logger: quiet})
 	mustOK(t, b, NetFnApp, CmdSetWatchdogTimer, 0x04, 0x31, 1, 0, 20, 0)
 	var wg sync.WaitGroup
 	for g := range 4 {

@@ -9,11 +9,11 @@ const (
 	CmdReserveSDRRepository = 0x22
 	CmdGetSDR               = 0x23
 
-	CmdPlatformEvent         = 0x02
-	CmdGetSensorHysteresis   = 0x25
-	CmdGetSensorThresholds   = 0x27
-	CmdGetSensorEventEnable  = 0x29
-	CmdGetSensorReading      = 0x2D
+	CmdPlatformEvent        = 0x02
+	CmdGetSensorHysteresis  = 0x25
+	CmdGetSensorThresholds  = 0x27
+	CmdGetSensorEventEnable = 0x29
+	CmdGetSensorReading     = 0x2D
 )
 
 // Threshold indices in sensor.thr, in the order of Get Sensor Thresholds
@@ -96,7 +96,7 @@ func (s *sensor) fullSDR(id uint16) []byte {
 	r[26] = byte(bb)
 	r[27] = byte(bb>>8) << 6
 	r[28] = 0x00
-	r[29] = byte(s.rexp)<<4&0xF0 | 0x00
+	r[29] = byte(s.rexp) << 4 // R exponent (4-bit signed), B exponent 0
 	r[30] = 0x01 // nominal reading specified
 	r[31] = s.nominal
 	r[32] = 0
@@ -146,9 +146,9 @@ func init() {
 	register(NetFnStorage, CmdGetSDRRepositoryInfo, fixedLen(0, func(b *BMC, _ []byte) (byte, []byte) {
 		rsp := []byte{0x51}
 		rsp = append(rsp, le16(uint16(len(b.sdr.records)))...)
-		rsp = append(rsp, 0x00, 0x00) // free space: none (read-only repository)
-		rsp = append(rsp, le32(0)...) // most recent addition
-		rsp = append(rsp, le32(0)...) // most recent erase
+		rsp = append(rsp, 0x00, 0x00)  // free space: none (read-only repository)
+		rsp = append(rsp, le32(0)...)  // most recent addition
+		rsp = append(rsp, le32(0)...)  // most recent erase
 		return ccOK, append(rsp, 0x02) // reserve supported
 	}))
 	register(NetFnStorage, CmdReserveSDRRepository, fixedLen(0, func(b *BMC, _ []byte) (byte, []byte) {
