@@ -97,7 +97,7 @@ func (s *sensor) fullSDR(id uint16) []byte {
 	r[27] = byte(bb>>8) << 6
 	r[28] = 0x00
 	r[29] = byte(s.rexp) << 4 // R exponent (4-bit signed), B exponent 0
-	r[30] = 0x01 // nominal reading specified
+	r[30] = 0x01              // nominal reading specified
 	r[31] = s.nominal
 	r[32] = 0
 	r[33] = 0
