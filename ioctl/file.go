@@ -1,0 +1,613 @@
+package ioctl
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/ipmi-cuse/ipmi-cuse/cuse"
+	"github.com/ipmi-cuse/ipmi-cuse/sched"
+)
+
+// Poll bits (include/uapi/asm-generic/poll.h).
+const (
+	pollIn     = 0x1
+	pollRdNorm = 0x40
+)
+
+// File is one open file of the device, like the kernel's ipmi_file_private
+// plus its message-handler user: a receive queue, timing defaults,
+// gets_events, and an Owner that is the scheduler's fairness key.
+type File struct {
+	dev   *Device
+	owner sched.Owner
+
+	mu         sync.Mutex
+	queue      []*recvMsg // head at index 0
+	wake       func()
+	closed     bool
+	inflight   int // submitted to the engine, not completed
+	retries    int32
+	retryMs    uint32
+	getsEvents bool
+}
+
+var _ cuse.File = (*File)(nil)
+
+// recvMsg is one message waiting in a file's receive queue.
+type recvMsg struct {
+	recvType int32
+	addr     []byte // exactly AddrLength(addr type) bytes, as written to the user
+	msgID    int64
+	netfn    uint8
+	cmd      uint8
+	data     []byte
+}
+
+// Owner returns the file's fairness key, unique among the device's files.
+func (f *File) Owner() sched.Owner { return f.owner }
+
+// Read fails with EINVAL: the kernel's ipmi devintf has no read method.
+func (f *File) Read(context.Context, []byte, bool) (int, syscall.Errno) { return 0, syscall.EINVAL }
+
+// Write fails with EINVAL: the kernel's ipmi devintf has no write method.
+func (f *File) Write(context.Context, []byte) (int, syscall.Errno) { return 0, syscall.EINVAL }
+
+// Poll reports POLLIN|POLLRDNORM iff the receive queue is non-empty. wake,
+// if not nil, is remembered and called once when the next message arrives
+// (from the engine goroutine, so it must not block).
+func (f *File) Poll(wake func()) uint32 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if wake != nil && !f.closed {
+		f.wake = wake
+	}
+	if len(f.queue) > 0 {
+		return pollIn | pollRdNorm
+	}
+	return 0
+}
+
+// Release destroys the user: registrations are removed, queued messages
+// freed, and completions that arrive later are dropped.
+func (f *File) Release() {
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return
+	}
+	f.closed = true
+	f.queue = nil
+	f.wake = nil
+	f.mu.Unlock()
+	f.dev.release(f)
+}
+
+// GetsEvents reports whether the file asked for async events
+// (IPMICTL_SET_GETS_EVENTS_CMD).
+func (f *File) GetsEvents() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.getsEvents
+}
+
+// Ioctl runs one round of an IPMICTL ioctl, asking the kernel for the
+// user memory it needs through retries. No IPMICTL ioctl blocks.
+func (f *File) Ioctl(_ context.Context, in *cuse.IoctlIn) cuse.IoctlOut {
+	compat := in.Flags&fuseIoctlCompat != 0
+	switch in.Cmd {
+	case IoctlSendCommand:
+		return f.send(in, sendNative)
+	case IoctlSendCommandSettime:
+		return f.send(in, sendNativeSettime)
+	case IoctlReceiveMsg:
+		return f.receive(in, false, false)
+	case IoctlReceiveMsgTrunc:
+		return f.receive(in, false, true)
+	case IoctlRegisterForCmd, IoctlUnregisterForCmd:
+		b, out := needIn(in, SizeofCmdSpec)
+		if out != nil {
+			return *out
+		}
+		c, _ := DecodeCmdSpec(b)
+		if in.Cmd == IoctlRegisterForCmd {
+			return result(f.dev.registerForCmd(f, c.NetFn, c.Cmd, ChanAll))
+		}
+		return result(f.dev.unregisterForCmd(f, c.NetFn, c.Cmd, ChanAll))
+	case IoctlRegisterForCmdChans, IoctlUnregisterForCmdChans:
+		b, out := needIn(in, SizeofCmdSpecChans)
+		if out != nil {
+			return *out
+		}
+		c, _ := DecodeCmdSpecChans(b)
+		if in.Cmd == IoctlRegisterForCmdChans {
+			return result(f.dev.registerForCmd(f, uint8(c.NetFn), uint8(c.Cmd), c.Chans))
+		}
+		return result(f.dev.unregisterForCmd(f, uint8(c.NetFn), uint8(c.Cmd), c.Chans))
+	case IoctlSetGetsEvents:
+		b, out := needIn(in, SizeofInt)
+		if out != nil {
+			return *out
+		}
+		v, _ := DecodeInt(b)
+		f.mu.Lock()
+		f.getsEvents = v != 0
+		f.mu.Unlock()
+		return cuse.IoctlOut{}
+	case IoctlSetMyAddress, IoctlSetMyLUN:
+		b, out := needIn(in, SizeofInt)
+		if out != nil {
+			return *out
+		}
+		v, _ := DecodeInt(b)
+		return result(f.dev.setChannelValue(0, uint8(v), in.Cmd == IoctlSetMyLUN))
+	case IoctlGetMyAddress, IoctlGetMyLUN:
+		if out := needOut(in, SizeofInt); out != nil {
+			return *out
+		}
+		v, errno := f.dev.channelValue(0, in.Cmd == IoctlGetMyLUN)
+		if errno != 0 {
+			return result(errno)
+		}
+		return cuse.IoctlOut{Out: EncodeInt(uint32(v))}
+	case IoctlSetMyChannelAddress, IoctlSetMyChannelLUN:
+		b, out := needIn(in, SizeofChannelLUNAddrSet)
+		if out != nil {
+			return *out
+		}
+		s, _ := DecodeChannelLUNAddrSet(b)
+		return result(f.dev.setChannelValue(uint32(s.Channel), s.Value, in.Cmd == IoctlSetMyChannelLUN))
+	case IoctlGetMyChannelAddress, IoctlGetMyChannelLUN:
+		b, out := needInOut(in, SizeofChannelLUNAddrSet)
+		if out != nil {
+			return *out
+		}
+		s, _ := DecodeChannelLUNAddrSet(b)
+		v, errno := f.dev.channelValue(uint32(s.Channel), in.Cmd == IoctlGetMyChannelLUN)
+		if errno != 0 {
+			return result(errno)
+		}
+		s.Value = v
+		res := append([]byte(nil), b[:SizeofChannelLUNAddrSet]...)
+		s.EncodeInto(res)
+		return cuse.IoctlOut{Out: res}
+	case IoctlSetTimingParms:
+		b, out := needIn(in, SizeofTimingParms)
+		if out != nil {
+			return *out
+		}
+		t, _ := DecodeTimingParms(b)
+		f.mu.Lock()
+		f.retries, f.retryMs = t.Retries, t.RetryTimeMs
+		f.mu.Unlock()
+		return cuse.IoctlOut{}
+	case IoctlGetTimingParms:
+		if out := needOut(in, SizeofTimingParms); out != nil {
+			return *out
+		}
+		f.mu.Lock()
+		t := TimingParms{Retries: f.retries, RetryTimeMs: f.retryMs}
+		f.mu.Unlock()
+		return cuse.IoctlOut{Out: t.Encode()}
+	case IoctlGetMaintenanceMode:
+		if out := needOut(in, SizeofInt); out != nil {
+			return *out
+		}
+		return cuse.IoctlOut{Out: EncodeInt(uint32(f.dev.maintenanceMode()))}
+	case IoctlSetMaintenanceMode:
+		b, out := needIn(in, SizeofInt)
+		if out != nil {
+			return *out
+		}
+		v, _ := DecodeInt(b)
+		return result(f.dev.setMaintenanceMode(int32(v)))
+	}
+	if compat {
+		// Only the four pointer-carrying commands have compat numbers;
+		// every other command has the same number in both ABIs.
+		switch in.Cmd {
+		case IoctlCompatSendCommand:
+			return f.send(in, sendCompat)
+		case IoctlCompatSendCommandSettime:
+			return f.send(in, sendCompatSettime)
+		case IoctlCompatReceiveMsg:
+			return f.receive(in, true, false)
+		case IoctlCompatReceiveMsgTrunc:
+			return f.receive(in, true, true)
+		}
+	}
+	return cuse.IoctlOut{Errno: syscall.ENOTTY}
+}
+
+// result turns an errno (0 for success) into a final reply.
+func result(errno syscall.Errno) cuse.IoctlOut { return cuse.IoctlOut{Errno: errno} }
+
+// retry asks the kernel for the given user ranges, leaving out empty ones.
+func retry(inIovs, outIovs []cuse.Iovec) cuse.IoctlOut {
+	keep := func(v []cuse.Iovec) []cuse.Iovec {
+		var out []cuse.Iovec
+		for _, iov := range v {
+			if iov.Len > 0 {
+				out = append(out, iov)
+			}
+		}
+		return out
+	}
+	return cuse.IoctlOut{Retry: true, InIovs: keep(inIovs), OutIovs: keep(outIovs)}
+}
+
+// needIn returns the size bytes at Arg, or the retry reply that asks for them.
+func needIn(in *cuse.IoctlIn, size int) ([]byte, *cuse.IoctlOut) {
+	if len(in.In) != size {
+		out := retry([]cuse.Iovec{{Base: in.Arg, Len: uint64(size)}}, nil)
+		return nil, &out
+	}
+	return in.In, nil
+}
+
+// needOut returns nil when the kernel accepts size bytes of output at Arg,
+// else the retry reply that sets that up.
+func needOut(in *cuse.IoctlIn, size int) *cuse.IoctlOut {
+	if in.OutSize != uint32(size) {
+		out := retry(nil, []cuse.Iovec{{Base: in.Arg, Len: uint64(size)}})
+		return &out
+	}
+	return nil
+}
+
+// needInOut is needIn and needOut in a single round, for commands that read
+// the struct and write it back.
+func needInOut(in *cuse.IoctlIn, size int) ([]byte, *cuse.IoctlOut) {
+	if len(in.In) != size || in.OutSize != uint32(size) {
+		iov := []cuse.Iovec{{Base: in.Arg, Len: uint64(size)}}
+		out := retry(iov, iov)
+		return nil, &out
+	}
+	return in.In, nil
+}
+
+// sendLayout selects the struct a SEND variant passes.
+type sendLayout struct {
+	size   int
+	decode func([]byte) (ReqSettime, error)
+}
+
+var (
+	sendNative = sendLayout{size: SizeofReq, decode: func(b []byte) (ReqSettime, error) {
+		r, err := DecodeReq(b)
+		return ReqSettime{Req: r}, err
+	}}
+	sendNativeSettime = sendLayout{size: SizeofReqSettime, decode: DecodeReqSettime}
+	sendCompat        = sendLayout{size: SizeofCompatReq, decode: func(b []byte) (ReqSettime, error) {
+		r, err := DecodeCompatReq(b)
+		return ReqSettime{Req: r}, err
+	}}
+	sendCompatSettime = sendLayout{size: SizeofCompatReqSettime, decode: DecodeCompatReqSettime}
+)
+
+// send is IPMICTL_SEND_COMMAND(_SETTIME), in the kernel's check order:
+// struct, addr_len, address copy, address validation, data length, data
+// copy, per-user limit, per-address-type checks.
+//
+// Round 1 asks for the struct; round 2 validates addr_len and asks for the
+// struct again plus the address and the data; round 3 re-parses the struct
+// (the user may have changed it), checks that the payload is exactly what
+// the struct describes (else asks again) and queues the request.
+// The data is not asked for when data_len > 272, so the kernel's EINVAL for a
+// bad address still wins over EMSGSIZE; the one difference left is that a
+// bad address together with an unreadable data pointer gives EFAULT where
+// the kernel gives EINVAL.
+func (f *File) send(in *cuse.IoctlIn, l sendLayout) cuse.IoctlOut {
+	if len(in.In) < l.size {
+		return retry([]cuse.Iovec{{Base: in.Arg, Len: uint64(l.size)}}, nil)
+	}
+	rs, err := l.decode(in.In)
+	if err != nil { // unreachable: the length was checked
+		return result(syscall.EFAULT)
+	}
+	req := rs.Req
+	if req.AddrLen > SizeofAddr {
+		return result(syscall.EINVAL)
+	}
+	dataLen := uint32(req.Msg.DataLen)
+	if req.Msg.Data == 0 {
+		dataLen = 0 // the kernel ignores data_len without a data pointer
+	}
+	wantData := dataLen
+	if dataLen > MaxMsgLength {
+		wantData = 0
+	}
+	need := l.size + int(req.AddrLen) + int(wantData)
+	if len(in.In) != need {
+		return retry([]cuse.Iovec{
+			{Base: in.Arg, Len: uint64(l.size)},
+			{Base: req.Addr, Len: uint64(req.AddrLen)},
+			{Base: req.Msg.Data, Len: uint64(wantData)},
+		}, nil)
+	}
+	addrBytes := in.In[l.size : l.size+int(req.AddrLen)]
+	addr, errno := validateAddr(addrBytes)
+	if errno != 0 {
+		return result(errno)
+	}
+	if dataLen > MaxMsgLength {
+		return result(syscall.EMSGSIZE)
+	}
+	data := in.In[l.size+int(req.AddrLen):]
+	// _SETTIME's retries/retry_time_ms, like the file's timing defaults,
+	// only matter for IPMB/LAN requests, which are not bridged yet; the
+	// kernel ignores them for the system interface.
+	return result(f.submit(addr, req.MsgID, req.Msg.NetFn, req.Msg.Cmd, data))
+}
+
+// validateAddr is ipmi_validate_addr over the addr_len bytes the user passed.
+func validateAddr(b []byte) (Addr, syscall.Errno) {
+	if len(b) < SizeofSystemInterface {
+		return Addr{}, syscall.EINVAL
+	}
+	a, _ := DecodeAddr(b)
+	if a.AddrType == SystemInterfaceAddrType {
+		if a.Channel != BMCChannel {
+			return Addr{}, syscall.EINVAL
+		}
+		return a, 0
+	}
+	if a.Channel == BMCChannel || a.Channel >= MaxChannels || a.Channel < 0 {
+		return Addr{}, syscall.EINVAL
+	}
+	switch a.AddrType {
+	case IPMBAddrType, IPMBBroadcastAddrType:
+		return a, 0 // len >= 8 was checked above
+	case IPMBDirectAddrType:
+		d := a.IPMBDirect()
+		if a.Channel != 0 || len(b) < SizeofIPMBDirectAddr || d.SlaveAddr&1 != 0 || d.RsLUN&^3 != 0 || d.RqLUN&^3 != 0 {
+			return Addr{}, syscall.EINVAL
+		}
+		return a, 0
+	case LANAddrType:
+		if len(b) < SizeofLANAddr {
+			return Addr{}, syscall.EINVAL
+		}
+		return a, 0
+	}
+	return Addr{}, syscall.EINVAL
+}
+
+// pending is a request on its way through the engine.
+type pending struct {
+	req   sched.Request
+	f     *File
+	msgID int64
+	netfn uint8 // request netfn
+	cmd   uint8
+	lun   uint8
+	pad   uint8 // byte 7 of the user's address, echoed like the kernel
+	state atomic.Uint32
+}
+
+const (
+	pendingQueued uint32 = iota
+	pendingDone
+	pendingRejected
+)
+
+// submit is i_ipmi_request for an already validated address: the per-user
+// limit, then the per-type checks, then the engine.
+func (f *File) submit(addr Addr, msgID int64, netfn, cmd uint8, data []byte) syscall.Errno {
+	d := f.dev
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return syscall.ENODEV
+	}
+	if d.maxMsgs > 0 && f.inflight+len(f.queue) >= d.maxMsgs {
+		f.mu.Unlock()
+		return syscall.EBUSY
+	}
+	f.inflight++
+	f.mu.Unlock()
+
+	errno := f.submitLocked(addr, msgID, netfn, cmd, data)
+	if errno != 0 {
+		f.mu.Lock()
+		f.inflight--
+		f.mu.Unlock()
+	}
+	return errno
+}
+
+// submitLocked does the per-address-type part of submit with the in-flight
+// slot already taken.
+func (f *File) submitLocked(addr Addr, msgID int64, netfn, cmd uint8, data []byte) syscall.Errno {
+	d := f.dev
+	switch addr.AddrType {
+	case SystemInterfaceAddrType:
+	case IPMBDirectAddrType:
+		// ipmi_si never supports IPMB-direct.
+		return syscall.EAFNOSUPPORT
+	default:
+		// IPMB, broadcast and LAN go through Send Message bridging, which
+		// is not implemented: answer as the kernel does for a channel
+		// whose medium is not IPMB/LAN.
+		// TODO(issue 6): bridge through 06/34 with a sequence table.
+		return syscall.EINVAL
+	}
+	si := addr.SystemInterface()
+	if netfn&1 != 0 || si.LUN > 3 {
+		return syscall.EINVAL
+	}
+	if netfn == NetFnApp && (cmd == CmdGetMsg || cmd == CmdSendMsg || cmd == CmdReadEventBuf) {
+		return syscall.EINVAL // the driver owns these
+	}
+	d.noteMaintenanceCmd(netfn, cmd)
+	if len(data)+2 > MaxMsgLength {
+		return syscall.EMSGSIZE
+	}
+	p := &pending{f: f, msgID: msgID, netfn: netfn, cmd: cmd, lun: si.LUN, pad: si.Pad}
+	msg := make([]byte, 2+len(data))
+	msg[0] = netfn<<2 | si.LUN
+	msg[1] = cmd
+	copy(msg[2:], data)
+	p.req = sched.Request{
+		Owner:    f.owner,
+		Lane:     sched.LaneNormal,
+		Deadline: d.now().Add(d.timeout),
+		Msg:      msg,
+		Resp:     make([]byte, 0, MaxMsgLength),
+		Done:     p.done,
+	}
+	if d.cfg.PriorityWatchdogCommands && netfn == NetFnApp && (cmd == CmdResetWDT || cmd == CmdSetWDT || cmd == CmdGetWDT) {
+		p.req.Lane = sched.LanePriority
+	}
+	if err := d.cfg.Submit(&p.req); err != nil {
+		if !p.state.CompareAndSwap(pendingQueued, pendingRejected) {
+			return 0 // Done already ran: the request was served after all
+		}
+		d.log.Warn("ipmi request not queued", slog.Any("err", err), slog.Uint64("client", uint64(f.owner)),
+			slog.Int("netfn", int(netfn)), slog.Int("cmd", int(cmd)))
+		return syscall.ENODEV
+	}
+	return 0
+}
+
+// done is the engine's completion callback: format the reply as the
+// kernel's message handler does and queue it on the file.
+func (p *pending) done(r *sched.Request) {
+	if !p.state.CompareAndSwap(pendingQueued, pendingDone) {
+		return
+	}
+	m := p.f.dev.formatResponse(p, r)
+	p.f.deliver(m)
+}
+
+// formatResponse builds the recv_type 1 message for a completed request:
+// the system-interface address (LUN from the reply), the reply's
+// netfn/cmd, and data = completion code + payload. Errors and malformed
+// replies become [netfn|1, cmd, cc] with the request's LUN.
+func (d *Device) formatResponse(p *pending, r *sched.Request) *recvMsg {
+	rsp := r.Resp
+	synth := func(cc uint8) []byte { return []byte{(p.netfn|1)<<2 | p.lun, p.cmd, cc} }
+	switch {
+	case r.Err != nil:
+		rsp = synth(d.ccOf(r.Err))
+	case len(rsp) < 2:
+		d.log.Warn("BMC returned too small a message", slog.Int("netfn", int(p.netfn|1)), slog.Int("cmd", int(p.cmd)),
+			slog.Int("len", len(rsp)))
+		rsp = synth(CCUnspecified)
+	case rsp[0]>>2 != p.netfn|1 || rsp[1] != p.cmd:
+		d.log.Warn("BMC returned incorrect response", slog.Int("netfn", int(p.netfn|1)), slog.Int("cmd", int(p.cmd)),
+			slog.Int("got_netfn", int(rsp[0]>>2)), slog.Int("got_cmd", int(rsp[1])))
+		rsp = synth(CCUnspecified)
+	case len(rsp) == 2:
+		// The KCS driver pads a reply without a completion code with 0xFF.
+		rsp = append(rsp[:2:2], CCUnspecified)
+	case len(rsp) > MaxMsgLength:
+		// The KCS driver discards the excess and reports truncation.
+		rsp = append([]byte(nil), rsp[:MaxMsgLength]...)
+		rsp[2] = CCTruncated
+	}
+	addr := SystemInterfaceAddr{AddrType: SystemInterfaceAddrType, Channel: BMCChannel, LUN: rsp[0] & 3, Pad: p.pad}
+	return &recvMsg{
+		recvType: ResponseRecvType,
+		addr:     addr.Encode(),
+		msgID:    p.msgID,
+		netfn:    rsp[0] >> 2,
+		cmd:      rsp[1],
+		data:     append([]byte(nil), rsp[2:]...),
+	}
+}
+
+// deliver queues m on the file (dropping it if the file is closed) and
+// wakes a poller.
+func (f *File) deliver(m *recvMsg) {
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return
+	}
+	f.inflight--
+	f.queue = append(f.queue, m)
+	wake := f.wake
+	f.wake = nil
+	f.mu.Unlock()
+	if wake != nil {
+		wake()
+	}
+}
+
+// receive is IPMICTL_RECEIVE_MSG(_TRUNC). Round 1 asks for the struct.
+// Round 2 looks at the head of the queue (EAGAIN if empty, EINVAL if the
+// address buffer is too small, both leaving the message queued) and asks
+// for the output ranges: the struct, the address buffer and the data
+// buffer, which it also asks to read so that a bad pointer fails with
+// EFAULT before the message is consumed, as the kernel's put-back does.
+// Round 3 re-checks everything against the current head and dequeues.
+func (f *File) receive(in *cuse.IoctlIn, compat, trunc bool) cuse.IoctlOut {
+	size := SizeofRecv
+	decode := DecodeRecv
+	if compat {
+		size, decode = SizeofCompatRecv, DecodeCompatRecv
+	}
+	if len(in.In) < size {
+		return retry([]cuse.Iovec{{Base: in.Arg, Len: uint64(size)}}, nil)
+	}
+	rsp, err := decode(in.In)
+	if err != nil { // unreachable: the length was checked
+		return result(syscall.EFAULT)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.queue) == 0 {
+		return result(syscall.EAGAIN)
+	}
+	m := f.queue[0]
+	la := uint32(len(m.addr))
+	if rsp.AddrLen < la {
+		return result(syscall.EINVAL)
+	}
+	structIov := cuse.Iovec{Base: in.Arg, Len: uint64(size)}
+	addrIov := cuse.Iovec{Base: rsp.Addr, Len: uint64(la)}
+	ld := uint32(len(m.data))
+	truncated := false
+	if ld > 0 && uint32(rsp.Msg.DataLen) < ld {
+		if !trunc {
+			// EMSGSIZE with the address already written, the struct not
+			// written back, and the message left at the head.
+			if len(in.In) != size+int(la) || in.OutSize != la {
+				return retry([]cuse.Iovec{structIov, addrIov}, []cuse.Iovec{addrIov})
+			}
+			return cuse.IoctlOut{Result: -int32(syscall.EMSGSIZE), Out: append([]byte(nil), m.addr...)}
+		}
+		ld, truncated = uint32(rsp.Msg.DataLen), true
+	}
+	dataIov := cuse.Iovec{Base: rsp.Msg.Data, Len: uint64(ld)}
+	total := size + int(la) + int(ld)
+	if len(in.In) != total || in.OutSize != uint32(total) {
+		return retry([]cuse.Iovec{structIov, addrIov, dataIov}, []cuse.Iovec{structIov, addrIov, dataIov})
+	}
+	f.queue[0] = nil
+	f.queue = f.queue[1:]
+	if len(f.queue) == 0 {
+		f.queue = nil // let the backing array go
+	}
+
+	out := make([]byte, total)
+	copy(out, in.In[:size]) // the kernel writes back the struct it read
+	rsp.RecvType = m.recvType
+	rsp.AddrLen = la
+	rsp.MsgID = m.msgID
+	rsp.Msg.NetFn, rsp.Msg.Cmd, rsp.Msg.DataLen = m.netfn, m.cmd, uint16(ld)
+	if compat {
+		rsp.EncodeCompatInto(out)
+	} else {
+		rsp.EncodeInto(out)
+	}
+	copy(out[size:], m.addr)
+	copy(out[size+int(la):], m.data[:ld])
+	if truncated {
+		return cuse.IoctlOut{Result: -int32(syscall.EMSGSIZE), Out: out}
+	}
+	return cuse.IoctlOut{Out: out}
+}
