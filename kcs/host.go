@@ -339,6 +339,13 @@ func (h *Host) once(msg, resp []byte, dl time.Time) ([]byte, error) {
 				return resp, h.fail(PhaseRead, n, s, err)
 			}
 		case StateIdle:
+			if n == 0 {
+				// IDLE right after the write phase: the BMC dropped the
+				// request (it reset) instead of answering. Linux would
+				// return an empty reply; recovering and retrying gets the
+				// real answer.
+				return resp, h.fail(PhaseRead, n, s, &stateError{s.State(), "READ"})
+			}
 			// Transaction complete. Like Linux, do not wait for the dummy
 			// byte (some BMCs never send it); drain it if it is there, and
 			// the next START_OP drains it if it comes later.
@@ -488,7 +495,7 @@ func (h *Host) waitOBF(dl time.Time, st State) (Status, error) {
 // condition holds, the per-wait timeout passes, or dl passes.
 func (h *Host) wait(dl time.Time, obf bool, st State) (Status, error) {
 	var start, spinEnd, wdl time.Time
-	sleep := h.cfg.MinSleep
+	backoff := h.cfg.MinSleep
 	for {
 		s, err := h.status()
 		if err != nil {
@@ -524,15 +531,15 @@ func (h *Host) wait(dl time.Time, obf bool, st State) (Status, error) {
 		if now.Before(spinEnd) {
 			continue
 		}
-		d := sleep
+		d := backoff
 		if rem := wdl.Sub(now); rem < d {
 			d = rem
 		}
 		h.c.sleeps.Add(1)
 		h.c.sleepNanos.Add(uint64(d))
-		time.Sleep(d)
-		if sleep *= 2; sleep > h.cfg.MaxSleep {
-			sleep = h.cfg.MaxSleep
+		sleep(d)
+		if backoff *= 2; backoff > h.cfg.MaxSleep {
+			backoff = h.cfg.MaxSleep
 		}
 	}
 }
