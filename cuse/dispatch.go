@@ -67,6 +67,11 @@ func (s *Server) dispatch(msg []byte) {
 		return
 	}
 	hdr, _ := decode[fuse.InHeader](msg)
+	if hdr.Unique == 0 {
+		// A reply with unique 0 would be read as a notification.
+		s.log.Warn("cuse: dropping request with unique 0", "op", opName(hdr.Opcode), "len", len(msg))
+		return
+	}
 	if int(hdr.Length) != len(msg) {
 		s.log.Warn("cuse: request length does not match header", "op", opName(hdr.Opcode),
 			"unique", hdr.Unique, "header_len", hdr.Length, "read", len(msg))
