@@ -1,15 +1,18 @@
 package testbed
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 )
 
 // ErrNoDaemon is returned by BuildDaemon when the repository has no
-// cmd/ipmi-cuse yet, so shim mode cannot run.
+// cmd/ipmi-cuse main package yet (no non-test file declares func main), so
+// shim mode cannot run.
 var ErrNoDaemon = errors.New("cmd/ipmi-cuse does not exist yet")
 
 // RepoRoot returns the root of the module containing the working directory.
@@ -43,9 +46,9 @@ func BuildStatic(root, pkg, out string) error {
 }
 
 // BuildDaemon builds ipmi-cuse for the guest into dir and returns its path,
-// or ErrNoDaemon when cmd/ipmi-cuse has no Go files yet.
+// or ErrNoDaemon when cmd/ipmi-cuse has no func main yet.
 func BuildDaemon(root, dir string) (string, error) {
-	if m, _ := filepath.Glob(filepath.Join(root, "cmd", "ipmi-cuse", "*.go")); len(m) == 0 {
+	if !hasMain(filepath.Join(root, "cmd", "ipmi-cuse")) {
 		return "", ErrNoDaemon
 	}
 	out := filepath.Join(dir, "ipmi-cuse")
@@ -53,4 +56,19 @@ func BuildDaemon(root, dir string) (string, error) {
 		return "", err
 	}
 	return out, nil
+}
+
+// hasMain reports whether a non-test Go file in dir declares func main.
+func hasMain(dir string) bool {
+	files, _ := filepath.Glob(filepath.Join(dir, "*.go"))
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err == nil && bytes.Contains(b, []byte("\nfunc main() {")) {
+			return true
+		}
+	}
+	return false
 }

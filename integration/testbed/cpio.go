@@ -29,10 +29,6 @@ func (a archive) file(path string, perm uint32, data []byte) {
 
 func (a archive) dir(path string) { a[path] = cpioEntry{mode: sIFDIR | 0o755} }
 
-func (a archive) symlink(path, target string) {
-	a[path] = cpioEntry{mode: sIFLNK | 0o777, data: []byte(target)}
-}
-
 // writeNewc writes the archive in the "newc" cpio format the kernel unpacks
 // into its initial root file system, sorted so the output is reproducible
 // and every directory comes before its contents.
