@@ -423,12 +423,20 @@ func (b *BMC) ResetAfterWrites(n int) {
 	b.resetAfter = max(n, 0)
 }
 
-// ClearFaults ends every fault: latencies back to zero, silence, garbage,
-// failing writes and a pending reset. It does not change the interface
-// state (a forced ERROR stays until the host's recovery).
+// ClearFaults ends every fault: latencies back to zero (a byte or response
+// held back by a latency is due at once), silence, garbage, failing writes
+// and a pending reset. It does not change the interface state (a forced
+// ERROR stays until the host's recovery).
 func (b *BMC) ClearFaults() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	now := time.Now()
+	if b.inAt.After(now) {
+		b.inAt = now
+	}
+	if b.outAt.After(now) {
+		b.outAt = now
+	}
 	b.byteLatency, b.msgLatency = 0, 0
 	b.silent = false
 	b.garbageOn = false
