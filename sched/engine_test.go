@@ -597,3 +597,37 @@ func TestSingleFIFO(t *testing.T) {
 		}
 	}
 }
+
+// TestIdleInterval: with IdleInterval set, Idle runs periodically while
+// there is no work, and not while the BMC is unresponsive.
+func TestIdleInterval(t *testing.T) {
+	var dead atomic.Bool
+	ft := &fakeTransport{hook: func(int, []byte) error {
+		if dead.Load() {
+			return errFakeTimeout
+		}
+		return nil
+	}}
+	var calls atomic.Int64
+	e := sched.New(ft, sched.Config{Logger: quietLogger(), IdleInterval: 2 * time.Millisecond,
+		UnresponsiveAfter: 1, ProbeInterval: time.Hour,
+		Idle: func(sched.TxFunc) { calls.Add(1) }})
+	defer e.Close()
+	waitFor(t, "periodic Idle calls", func() bool { return calls.Load() >= 5 })
+
+	dead.Store(true)
+	rc := newRecorder()
+	if err := rc.submit(e, rc.request(1, sched.LaneNormal, 0, far())); err != nil {
+		t.Fatal(err)
+	}
+	if !rc.waitAll(waitLong) {
+		t.Fatal("request did not complete")
+	}
+	waitFor(t, "unresponsive", func() bool { return !e.Stats().Healthy })
+	time.Sleep(5 * time.Millisecond) // let an Idle call already under way finish
+	n := calls.Load()
+	time.Sleep(50 * time.Millisecond)
+	if got := calls.Load(); got != n {
+		t.Fatalf("Idle called %d times while the BMC was unresponsive", got-n)
+	}
+}

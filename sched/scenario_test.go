@@ -256,19 +256,21 @@ func TestScenarioSlowThenSilentBMC(t *testing.T) {
 	}
 	// A pat waits for at most the transaction in progress plus its own.
 	bound := 2*scTxTimeout + time.Second // generous slack for a loaded CI machine
-	var checked int
+	var slow int
 	for i, p := range res.pats {
 		if !res.answering(p.submitted) {
 			continue
 		}
-		checked++
+		if p.submitted.Before(res.silenceStart) {
+			slow++
+		}
 		if p.err != nil || p.cc != 0 || p.latency > bound {
 			t.Errorf("pat %d at +%v while the BMC answers: latency %v (bound %v), cc %#x, err %v",
 				i, p.submitted.Sub(res.silenceStart), p.latency, bound, p.cc, p.err)
 		}
 	}
-	if checked < 8 {
-		t.Errorf("only %d pats made while the BMC answered; the scenario did not exercise the slow phase", checked)
+	if slow < 3 {
+		t.Errorf("only %d pats checked in the slow phase; the scenario did not exercise it", slow)
 	}
 
 	var ok, expired, failFast, other int
