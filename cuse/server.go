@@ -217,8 +217,10 @@ func (s *Server) Serve(ctx context.Context) error {
 }
 
 // ServeFile serves the device on an already-open CUSE channel f (one message
-// per read and per write, as /dev/cuse or a SOCK_SEQPACKET socket). It takes
-// ownership of f and closes it. It returns nil when ctx is cancelled, and an
+// per read and per write, as /dev/cuse or a SOCK_SEQPACKET socket); f should
+// be pollable (os.OpenFile of a char device, or a non-blocking descriptor
+// given to os.NewFile) so cancellation can wake the reader. It takes
+// ownership of f and closes it. Call Serve or ServeFile once per Server. It returns nil when ctx is cancelled, and an
 // error wrapping ErrProtocol, ErrInitRejected or ErrDisconnected otherwise.
 func (s *Server) ServeFile(ctx context.Context, f *os.File) error {
 	if err := s.validate(); err != nil {
@@ -410,6 +412,9 @@ func (s *Server) readLoop(buf []byte) error {
 			case errors.Is(err, syscall.ENODEV), errors.Is(err, syscall.ECONNABORTED), errors.Is(err, io.EOF):
 				s.log.Info("cuse: connection ended by the kernel", "err", err)
 				return fmt.Errorf("cuse: %w: %w", ErrDisconnected, err)
+			case errors.Is(err, syscall.EINVAL), errors.Is(err, syscall.EPERM):
+				// Buffer too small or fd not attached: retrying cannot help.
+				return fmt.Errorf("cuse: reading the channel (buffer %d bytes): %w", len(buf), err)
 			}
 			failures++
 			s.log.Error("cuse: reading the channel", "err", err, "consecutive", failures)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 )
 
 // testDevice opens testFiles whose behaviour comes from the device's hooks.
@@ -639,5 +640,43 @@ func TestNodeNeverAppears(t *testing.T) {
 	fh := k.open(0)
 	if status, body := k.call(opRead, readInBody(fh, 10, 0)); status != 0 || string(body) != "hello" {
 		t.Errorf("read after node timeout: %d %q", status, body)
+	}
+}
+
+// TestInitReplyUndeliverable: if the channel dies before the INIT reply is
+// accepted, ServeFile reports ErrInitRejected.
+func TestInitReplyUndeliverable(t *testing.T) {
+	k := startKernelNoInit(t, Config{}, &testDevice{})
+	// Stop accepting messages first, so the reply write fails (EPIPE).
+	rc, err := k.f.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.Control(func(fd uintptr) { err = unix.Shutdown(int(fd), unix.SHUT_RD) }); err != nil {
+		t.Fatal(err)
+	}
+	if err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	in := cuseInitIn{Major: 7, Minor: 40, Flags: fuse.CUSE_UNRESTRICTED_IOCTL}
+	k.send(opCuseInit, encode(nil, &in))
+	if err := k.waitServe(); !errors.Is(err, ErrInitRejected) {
+		t.Errorf("ServeFile = %v, want ErrInitRejected", err)
+	}
+}
+
+// TestRequestUniqueZero: a request with unique 0 cannot be answered (the
+// reply would be a notification), so it is dropped and serving goes on.
+func TestRequestUniqueZero(t *testing.T) {
+	k := startKernel(t, Config{}, &testDevice{})
+	k.sendAs(0, 9999)
+	fh := k.open(0)
+	if status, _ := k.call(opRelease, releaseInBody(fh)); status != 0 {
+		t.Errorf("RELEASE after a dropped request: %d", status)
+	}
+	select {
+	case msg := <-k.notifies:
+		t.Errorf("server answered unique 0: %v", msg)
+	default:
 	}
 }
