@@ -6,9 +6,9 @@ GO ?= go
 STATICCHECK_VERSION ?= v0.8.2
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 
-.PHONY: test lint unit staticcheck
+.PHONY: test lint unit staticcheck provision vm demo
 
-test: lint unit
+test: lint unit vm
 
 lint: staticcheck
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed on:"; gofmt -l .; exit 1; }
@@ -20,3 +20,22 @@ staticcheck:
 
 unit:
 	$(GO) test -race ./...
+
+# The VM tests (integration/) boot Debian's kernel in QEMU; they skip unless
+# IPMI_CUSE_VM=1, so `unit` above stays host-only and fast.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+VM_TIMEOUT ?= 30m
+
+# Installs QEMU, busybox and the IPMI clients from Debian when missing and
+# caches the kernel in $${IPMI_CUSE_CACHE:-/var/cache/ipmi-cuse-testbed}.
+provision:
+	$(SUDO) env IPMI_CUSE_CACHE="$(IPMI_CUSE_CACHE)" bash integration/provision.sh
+
+# Prints the VM timings and every failure, not the passing subtests.
+vm: provision
+	@log=$$(mktemp); IPMI_CUSE_VM=1 $(GO) test -count=1 -timeout $(VM_TIMEOUT) -v ./integration/... >$$log 2>&1; rc=$$?; \
+	grep -v -e '^=== ' -e '^        --- PASS' $$log; rm -f $$log; exit $$rc
+
+# Boots the VM, serves /dev/ipmi0 with ipmi-cuse and runs a few clients.
+demo: provision
+	$(GO) run ./integration/cmd/demo
