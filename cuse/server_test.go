@@ -24,6 +24,7 @@ type testDevice struct {
 	read    func(ctx context.Context, f *testFile, dst []byte, nonblock bool) (int, syscall.Errno)
 	ioctl   func(ctx context.Context, f *testFile, in *IoctlIn) IoctlOut
 	revents uint32
+	wakeNow bool // Poll calls wake before returning (readiness changed meanwhile)
 
 	mu    sync.Mutex
 	files []*testFile
@@ -95,6 +96,9 @@ func (f *testFile) Ioctl(ctx context.Context, in *IoctlIn) IoctlOut {
 func (f *testFile) Poll(wake func()) uint32 {
 	f.checkLive()
 	f.wakes <- wake
+	if f.dev.wakeNow && wake != nil {
+		wake()
+	}
 	return f.dev.revents
 }
 
@@ -678,5 +682,45 @@ func TestRequestUniqueZero(t *testing.T) {
 	case msg := <-k.notifies:
 		t.Errorf("server answered unique 0: %v", msg)
 	default:
+	}
+}
+
+// TestPollWakeDuringPoll: a wake that happens while Poll runs, before the
+// POLL reply, still reaches the kernel (no lost wake-up).
+func TestPollWakeDuringPoll(t *testing.T) {
+	dev := &testDevice{wakeNow: true}
+	k := startKernel(t, Config{}, dev)
+	fh := k.open(0)
+	if status, _ := k.call(opPoll, pollInBody(fh, 9, fuse.FUSE_POLL_SCHEDULE_NOTIFY, 1)); status != 0 {
+		t.Fatalf("POLL status %d", status)
+	}
+	select {
+	case msg := <-k.notifies:
+		if w, _ := decode[notifyPollWakeup](msg[outHeaderSize:]); w.Kh != 9 {
+			t.Errorf("notification for kh %d, want 9", w.Kh)
+		}
+	case <-time.After(waitLong):
+		t.Fatal("wake during Poll was lost")
+	}
+}
+
+// TestShutdownStuckDevice: a device call that ignores cancellation delays
+// shutdown only by ShutdownTimeout.
+func TestShutdownStuckDevice(t *testing.T) {
+	started := make(chan struct{}, 1)
+	unblock := make(chan struct{})
+	defer close(unblock)
+	dev := &testDevice{read: func(context.Context, *testFile, []byte, bool) (int, syscall.Errno) {
+		started <- struct{}{}
+		<-unblock
+		return 0, 0
+	}}
+	k := startKernel(t, Config{ShutdownTimeout: 20 * time.Millisecond}, dev)
+	fh := k.open(0)
+	k.send(opRead, readInBody(fh, 10, 0))
+	<-started
+	k.cancel()
+	if err := k.waitServe(); err != nil {
+		t.Errorf("ServeFile = %v, want nil", err)
 	}
 }
