@@ -393,6 +393,10 @@ func (h *Host) recover(dl time.Time) (uint8, error) {
 		if s, err = h.status(); err != nil {
 			return 0, h.fail(PhaseRecovery, -1, s, err)
 		}
+		if s == NoInterface {
+			// Do not spend the deadline draining a floating bus.
+			return 0, h.fail(PhaseRecovery, -1, s, ErrNoInterface)
+		}
 		if s&OBF == 0 || !time.Now().Before(edl) {
 			break
 		}

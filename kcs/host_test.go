@@ -186,6 +186,14 @@ func TestNoInterfaceAndPortErrors(t *testing.T) {
 			if tc.port.accesses > 5 {
 				t.Errorf("%d port accesses, want a prompt failure without retries", tc.port.accesses)
 			}
+			// The next call starts with recovery; it must fail as promptly.
+			tc.port.accesses = 0
+			if _, err := h.Transact(getDeviceID, nil, time.Time{}); !errors.Is(err, tc.want) {
+				t.Fatalf("second Transact = %v, want %v", err, tc.want)
+			}
+			if tc.port.accesses > 5 {
+				t.Errorf("second call: %d port accesses, want a prompt failure", tc.port.accesses)
+			}
 			if _, err := h.Attention(); !errors.Is(err, tc.want) {
 				t.Errorf("Attention = %v, want %v", err, tc.want)
 			}

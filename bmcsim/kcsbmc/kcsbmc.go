@@ -40,8 +40,9 @@ type Garbage struct {
 	Status, Data bool
 	// Count is how many garbled reads to serve; 0 means no count limit.
 	Count int
-	// Until ends the fault at this time; zero means no time limit. With
-	// both Count and Until zero the fault lasts until ClearFaults.
+	// Until ends the fault at this time; zero means no time limit. The
+	// fault ends at whichever limit comes first; with both Count and Until
+	// zero it lasts until ClearFaults.
 	Until time.Time
 	// Seed seeds the random bytes, for reproducible tests.
 	Seed uint64
@@ -197,8 +198,8 @@ func (b *BMC) garbled(now time.Time, status bool) bool {
 		return false
 	}
 	if g.Count > 0 {
-		if g.Count--; g.Count == 0 && g.Until.IsZero() {
-			b.garbageOn = false
+		if g.Count--; g.Count == 0 {
+			b.garbageOn = false // this read is the last garbled one
 		}
 	}
 	return true

@@ -226,6 +226,19 @@ func TestGarbageCount(t *testing.T) {
 	}
 }
 
+func TestGarbageCountAndWindow(t *testing.T) {
+	r := regs{t, kcsbmc.New(&echo{})}
+	// Count ends the fault even though the window is still open.
+	r.b.SetGarbage(kcsbmc.Garbage{Status: true, Count: 3, Until: time.Now().Add(time.Hour), Seed: 1})
+	for range 3 {
+		r.status()
+	}
+	r.expect("after 3 garbled reads", 0, 0xFF)
+	// Data garbage leaves status reads alone.
+	r.b.SetGarbage(kcsbmc.Garbage{Data: true, Seed: 1})
+	r.expect("status during data garbage", 0, 0xFF)
+}
+
 func TestResetAfterWrites(t *testing.T) {
 	r := regs{t, kcsbmc.New(&echo{})}
 	r.b.ResetAfterWrites(3)
