@@ -1,0 +1,293 @@
+// Command ipmi-cuse serves /dev/ipmi0 from userspace: the Linux IPMI device
+// ABI (the ioctls of ipmi_devintf) through CUSE, with the BMC's KCS system
+// interface driven by one engine goroutine that gives watchdog requests
+// priority and bounds every wait on the BMC.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"os/user"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ipmi-cuse/ipmi-cuse/bmcsim"
+	"github.com/ipmi-cuse/ipmi-cuse/bmcsim/kcsbmc"
+	"github.com/ipmi-cuse/ipmi-cuse/cuse"
+	"github.com/ipmi-cuse/ipmi-cuse/ioctl"
+	"github.com/ipmi-cuse/ipmi-cuse/kcs"
+	"github.com/ipmi-cuse/ipmi-cuse/sched"
+)
+
+const usageText = `Usage: ipmi-cuse [flags]
+
+ipmi-cuse replaces the kernel's IPMI driver stack (ipmi_si, ipmi_msghandler,
+ipmi_devintf) in userspace. It serves /dev/ipmi0 through CUSE with the
+kernel's ioctl ABI, so ipmitool, freeipmi and other /dev/ipmi0 clients work
+unchanged, and drives the BMC's KCS interface itself. One engine owns the
+hardware; watchdog requests (Set/Reset/Get Watchdog Timer) go ahead of
+application requests, and every wait on the BMC has a deadline.
+
+With no flags it finds the KCS interface in the firmware's SMBIOS tables
+(type 38) and serves /dev/ipmi0. It needs root (I/O ports and /dev/cuse),
+the cuse module (modprobe cuse), and the kernel's own IPMI driver unloaded
+(modprobe -r ipmi_si ipmi_devintf).
+
+Examples:
+  ipmi-cuse                                   # autodetect, serve /dev/ipmi0
+  ipmi-cuse --kcs-port 0xca2 --port-io devport
+  ipmi-cuse --bmc sim --device ipmi9          # a simulated BMC, for testing tools
+
+Flags:
+`
+
+// options are the daemon's settings, from the command line.
+type options struct {
+	bmc              string
+	kcsPort          uint
+	kcsSpacing       uint
+	portIO           string
+	device           string
+	deviceMode       octalMode
+	deviceGroup      string
+	logLevel         slog.Level
+	priorityWatchdog bool
+	requestTimeout   time.Duration
+	kcsWaitTimeout   time.Duration
+	kcsTxTimeout     time.Duration
+	probeInterval    time.Duration
+}
+
+// parseFlags reads the command line. It returns flag.ErrHelp for --help.
+func parseFlags(args []string, out io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("ipmi-cuse", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprint(out, usageText)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&o.bmc, "bmc", "kcs", "the BMC to serve: `kcs` (the hardware's KCS interface) or sim (an embedded simulated BMC)")
+	fs.UintVar(&o.kcsPort, "kcs-port", 0, "KCS data register I/O `port` (status/command at port+spacing); 0 finds it in SMBIOS type 38")
+	fs.UintVar(&o.kcsSpacing, "kcs-spacing", 1, "register `spacing` in bytes, used with --kcs-port")
+	fs.StringVar(&o.portIO, "port-io", "ioport", "how to reach I/O ports: `ioport` (in/out instructions after iopl) or devport (/dev/port)")
+	fs.StringVar(&o.device, "device", "ipmi0", "device `name`: the node is /dev/NAME")
+	o.deviceMode = 0o600
+	fs.Var(&o.deviceMode, "device-mode", "permission `bits` of the device node, in octal (the kernel's node is 0600)")
+	fs.StringVar(&o.deviceGroup, "device-group", "", "`group` (name or number) owning the device node; empty leaves root")
+	level := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	fs.BoolVar(&o.priorityWatchdog, "priority-watchdog-commands", true, "serve Set/Reset/Get Watchdog Timer from clients on the priority lane")
+	fs.DurationVar(&o.requestTimeout, "request-timeout", ioctl.DefaultRequestTimeout, "how long a client request may wait for the BMC before it completes with a timeout")
+	fs.DurationVar(&o.kcsWaitTimeout, "kcs-wait-timeout", kcs.DefaultWaitTimeout, "bound on one wait for the BMC (IBF/OBF) before error recovery")
+	fs.DurationVar(&o.kcsTxTimeout, "kcs-transaction-timeout", kcs.DefaultTransactionTimeout, "bound on one whole KCS transaction, recovery included")
+	fs.DurationVar(&o.probeInterval, "probe-interval", time.Second, "how often an unresponsive BMC is probed")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
+	}
+	if err := o.logLevel.UnmarshalText([]byte(*level)); err != nil {
+		return o, fmt.Errorf("--log-level: %w", err)
+	}
+	switch o.bmc {
+	case "kcs", "sim":
+	default:
+		return o, fmt.Errorf("--bmc must be kcs or sim, not %q", o.bmc)
+	}
+	switch o.portIO {
+	case "ioport", "devport":
+	default:
+		return o, fmt.Errorf("--port-io must be ioport or devport, not %q", o.portIO)
+	}
+	if o.kcsPort > 0xFFFF {
+		return o, fmt.Errorf("--kcs-port %#x is not an I/O port (0 to 0xffff)", o.kcsPort)
+	}
+	if o.kcsSpacing == 0 || o.kcsSpacing > 16 {
+		return o, fmt.Errorf("--kcs-spacing %d out of range (1 to 16)", o.kcsSpacing)
+	}
+	if o.device == "" || strings.ContainsAny(o.device, "/ \t\n\x00") {
+		return o, fmt.Errorf("--device %q is not a device name", o.device)
+	}
+	if o.requestTimeout <= 0 || o.kcsWaitTimeout <= 0 || o.kcsTxTimeout <= 0 || o.probeInterval <= 0 {
+		return o, errors.New("timeouts and intervals must be positive")
+	}
+	return o, nil
+}
+
+func main() {
+	opts, err := parseFlags(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "ipmi-cuse: %v\n", err)
+		os.Exit(2)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: opts.logLevel}))
+	slog.SetDefault(log)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := run(ctx, opts, log); err != nil {
+		log.Error("ipmi-cuse stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+// run serves the device until ctx is cancelled.
+func run(ctx context.Context, o options, log *slog.Logger) error {
+	gid, err := lookupGroup(o.deviceGroup)
+	if err != nil {
+		return err
+	}
+	if err := checkNoKernelDriver(o.device); err != nil {
+		return err
+	}
+	port, what, closePort, err := openBMC(o, log)
+	if err != nil {
+		return err
+	}
+	defer closePort()
+
+	host := kcs.New(port, kcs.Config{
+		WaitTimeout:        o.kcsWaitTimeout,
+		TransactionTimeout: o.kcsTxTimeout,
+		Logger:             log,
+	})
+	engine := sched.New(host, sched.Config{ProbeInterval: o.probeInterval, Logger: log})
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), o.kcsTxTimeout+time.Second)
+		defer cancel()
+		if err := engine.Shutdown(sctx); err != nil {
+			log.Warn("engine shutdown", "err", err)
+		}
+	}()
+
+	dev := ioctl.NewDevice(ioctl.Config{
+		Submit:                   engine.Submit,
+		Logger:                   log,
+		PriorityWatchdogCommands: o.priorityWatchdog,
+		RequestTimeout:           o.requestTimeout,
+	})
+	srv := cuse.New(cuse.Config{
+		DevName: o.device,
+		Mode:    os.FileMode(o.deviceMode),
+		UID:     -1,
+		GID:     gid,
+		Logger:  log,
+	}, dev)
+	go func() {
+		select {
+		case <-srv.Ready():
+			log.Info("ipmi-cuse serving", "device", srv.DevPath(), "bmc", what,
+				"priority_watchdog_commands", o.priorityWatchdog)
+		case <-ctx.Done():
+		}
+	}()
+	if err := srv.Serve(ctx); err != nil {
+		return fmt.Errorf("serving /dev/%s: %w", o.device, err)
+	}
+	log.Info("ipmi-cuse stopped cleanly", "device", o.device)
+	return nil
+}
+
+// openBMC returns the KCS port to drive: the hardware's, or the embedded
+// simulated BMC's. what describes it for the start-up log line.
+func openBMC(o options, log *slog.Logger) (port kcs.Port, what string, closeFn func(), err error) {
+	if o.bmc == "sim" {
+		sim := bmcsim.New(bmcsim.Config{Logger: log})
+		return kcsbmc.New(sim), "embedded simulated BMC", func() {}, nil
+	}
+	iface := kcsInterface{Base: uint16(o.kcsPort), Spacing: uint16(o.kcsSpacing), Source: "--kcs-port"}
+	if o.kcsPort == 0 {
+		iface, err = discoverKCS()
+		if err != nil {
+			return nil, "", nil, fmt.Errorf("finding the KCS interface: %w", err)
+		}
+	}
+	cfg := kcs.IOConfig{Base: iface.Base, Spacing: iface.Spacing}
+	var p *kcs.IOPort
+	if o.portIO == "devport" {
+		p, err = kcs.OpenDevPort(cfg)
+	} else {
+		p, err = kcs.OpenArchPort(cfg)
+		if errors.Is(err, syscall.EPERM) {
+			err = fmt.Errorf("%w (iopl needs root or CAP_SYS_RAWIO; --port-io devport uses /dev/port instead)", err)
+		}
+	}
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("opening KCS ports at %#x: %w", iface.Base, err)
+	}
+	status, err := p.ReadStatus()
+	if err != nil {
+		p.Close()
+		return nil, "", nil, fmt.Errorf("reading KCS status at %#x: %w", iface.Base+iface.Spacing, err)
+	}
+	if kcs.Status(status) == kcs.NoInterface {
+		p.Close()
+		return nil, "", nil, fmt.Errorf("no KCS interface answers at %#x (status reads 0xff; from %s)", iface.Base, iface.Source)
+	}
+	what = fmt.Sprintf("KCS at %#x spacing %d (%s, %s)", iface.Base, iface.Spacing, iface.Source, o.portIO)
+	return p, what, func() { p.Close() }, nil
+}
+
+// checkNoKernelDriver refuses to start while the kernel's IPMI system
+// interface driver is loaded: it would drive the same KCS ports, and its
+// /dev/ipmiN nodes collide with ours.
+func checkNoKernelDriver(device string) error {
+	mods, err := os.ReadFile("/proc/modules")
+	if err == nil {
+		for _, line := range strings.Split(string(mods), "\n") {
+			name, _, _ := strings.Cut(line, " ")
+			if name == "ipmi_si" || name == "ipmi_ssif" {
+				return fmt.Errorf("the kernel's %s driver is loaded and owns the BMC interface; unload it first (modprobe -r ipmi_watchdog ipmi_devintf %s)", name, name)
+			}
+		}
+	}
+	if _, err := os.Stat("/dev/" + device); err == nil {
+		if _, err := os.Stat("/sys/class/ipmi/" + device); err == nil {
+			return fmt.Errorf("/dev/%s belongs to the kernel's ipmi_devintf driver; unload it first (modprobe -r ipmi_devintf)", device)
+		}
+		return fmt.Errorf("/dev/%s already exists (another ipmi-cuse, or a stale node?); choose another --device or remove it", device)
+	}
+	return nil
+}
+
+// octalMode is a flag value for permission bits written in octal.
+type octalMode uint32
+
+// String prints the mode the way chmod takes it.
+func (m *octalMode) String() string { return fmt.Sprintf("%04o", uint32(*m)) }
+
+// Set parses an octal mode such as 0660 or 660.
+func (m *octalMode) Set(s string) error {
+	v, err := strconv.ParseUint(s, 8, 32)
+	if err != nil || v > 0o777 {
+		return fmt.Errorf("%q is not an octal permission mode from 0 to 0777", s)
+	}
+	*m = octalMode(v)
+	return nil
+}
+
+// lookupGroup resolves --device-group to a gid; -1 means leave it.
+func lookupGroup(name string) (int, error) {
+	if name == "" {
+		return -1, nil
+	}
+	if n, err := strconv.Atoi(name); err == nil && n >= 0 {
+		return n, nil
+	}
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		return 0, fmt.Errorf("--device-group: %w", err)
+	}
+	return strconv.Atoi(g.Gid)
+}

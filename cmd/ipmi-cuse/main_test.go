@@ -1,0 +1,78 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"io"
+	"testing"
+	"time"
+)
+
+func TestParseFlags(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		check   func(t *testing.T, o options)
+		wantErr bool
+	}{
+		{name: "defaults", args: nil, check: func(t *testing.T, o options) {
+			if o.bmc != "kcs" || o.kcsPort != 0 || o.portIO != "ioport" || o.device != "ipmi0" || o.deviceMode != 0o600 || !o.priorityWatchdog {
+				t.Errorf("defaults = %+v", o)
+			}
+		}},
+		{name: "all set", args: []string{"--bmc", "sim", "--kcs-port", "0xca8", "--kcs-spacing", "4", "--port-io", "devport",
+			"--device", "ipmi3", "--device-mode", "0660", "--log-level", "debug", "--priority-watchdog-commands=false", "--request-timeout", "5s"},
+			check: func(t *testing.T, o options) {
+				if o.bmc != "sim" || o.kcsPort != 0xca8 || o.kcsSpacing != 4 || o.portIO != "devport" || o.device != "ipmi3" ||
+					o.deviceMode != 0o660 || o.logLevel.String() != "DEBUG" || o.priorityWatchdog || o.requestTimeout != 5*time.Second {
+					t.Errorf("parsed = %+v", o)
+				}
+			}},
+		{name: "bad bmc", args: []string{"--bmc", "bt"}, wantErr: true},
+		{name: "bad port-io", args: []string{"--port-io", "mmio"}, wantErr: true},
+		{name: "port too big", args: []string{"--kcs-port", "0x10000"}, wantErr: true},
+		{name: "zero spacing", args: []string{"--kcs-spacing", "0"}, wantErr: true},
+		{name: "device with slash", args: []string{"--device", "ipmi/0"}, wantErr: true},
+		{name: "mode not octal", args: []string{"--device-mode", "0999"}, wantErr: true},
+		{name: "mode too big", args: []string{"--device-mode", "01777"}, wantErr: true},
+		{name: "bad level", args: []string{"--log-level", "loud"}, wantErr: true},
+		{name: "stray argument", args: []string{"now"}, wantErr: true},
+		{name: "negative timeout", args: []string{"--request-timeout", "-1s"}, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, err := parseFlags(tt.args, io.Discard)
+			if tt.wantErr {
+				if err == nil {
+					t.Fatalf("parseFlags(%q) = %+v, want an error", tt.args, o)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("parseFlags(%q): %v", tt.args, err)
+			}
+			tt.check(t, o)
+		})
+	}
+}
+
+func TestHelp(t *testing.T) {
+	if _, err := parseFlags([]string{"--help"}, io.Discard); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("--help gave %v, want flag.ErrHelp", err)
+	}
+}
+
+func TestLookupGroup(t *testing.T) {
+	if g, err := lookupGroup(""); err != nil || g != -1 {
+		t.Errorf(`lookupGroup("") = %d, %v; want -1`, g, err)
+	}
+	if g, err := lookupGroup("42"); err != nil || g != 42 {
+		t.Errorf(`lookupGroup("42") = %d, %v; want 42`, g, err)
+	}
+	if g, err := lookupGroup("root"); err != nil || g != 0 {
+		t.Errorf(`lookupGroup("root") = %d, %v; want 0`, g, err)
+	}
+	if _, err := lookupGroup("no-such-group-here"); err == nil {
+		t.Error("lookupGroup of a missing group succeeded")
+	}
+}
