@@ -24,6 +24,20 @@ type Options struct {
 	AttentionInterval time.Duration
 	// WriteTimeout bounds each write to QEMU. Default 5 s.
 	WriteTimeout time.Duration
+	// ForwardChassis makes chassis operations of the responder (Chassis
+	// Control, watchdog expiry actions) act on the VM: power down → power
+	// off, hard reset and power cycle → reset, soft off → graceful
+	// shutdown, diagnostic interrupt → NMI, each only if QEMU announced
+	// the capability. It needs a responder with OnChassisControl (as
+	// *bmcsim.BMC has). Off by default, because a watchdog reset then
+	// really resets the guest.
+	ForwardChassis bool
+}
+
+// ChassisNotifier is implemented by responders that report chassis
+// operations (*bmcsim.BMC does).
+type ChassisNotifier interface {
+	OnChassisControl(func(bmcsim.ChassisControl))
 }
 
 // Stats are the server's counters.
@@ -37,6 +51,7 @@ type Stats struct {
 	AttnSent     uint64 // ATN/ATN+IRQ commands sent
 	NoAttnSent   uint64 // NOATTN commands sent
 	Resets       uint64 // OpReset received (QEMU reset the VM)
+	Forwarded    uint64 // chassis operations written to QEMU (ForwardChassis)
 	Version      byte   // protocol version QEMU announced
 	Capabilities byte   // capability bits QEMU announced
 }
@@ -53,8 +68,9 @@ type Server struct {
 	log  *slog.Logger
 
 	connections, messages, answered, silenced, badFrames atomic.Uint64
-	commands, attnSent, noAttnSent, resets               atomic.Uint64
+	commands, attnSent, noAttnSent, resets, forwarded    atomic.Uint64
 	version, caps                                        atomic.Uint32
+	cur                                                  atomic.Pointer[conn] // connection being served
 }
 
 // NewServer returns a server answering with r.
@@ -68,7 +84,47 @@ func NewServer(r bmcsim.Responder, opts Options) *Server {
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = 5 * time.Second
 	}
-	return &Server{r: r, opts: opts, log: opts.Logger}
+	s := &Server{r: r, opts: opts, log: opts.Logger}
+	if n, ok := r.(ChassisNotifier); ok && opts.ForwardChassis {
+		n.OnChassisControl(s.forwardChassis)
+	}
+	return s
+}
+
+// forwardChassis sends the VM-level equivalent of a chassis operation to
+// the connected QEMU.
+func (s *Server) forwardChassis(op bmcsim.ChassisControl) {
+	cn := s.cur.Load()
+	if cn == nil {
+		return
+	}
+	caps := byte(s.caps.Load())
+	var vm byte
+	var need byte
+	switch op {
+	case bmcsim.ChassisPowerDown:
+		vm, need = OpPowerOff, CapPower
+	case bmcsim.ChassisHardReset, bmcsim.ChassisPowerCycle:
+		vm, need = OpReset, CapReset
+	case bmcsim.ChassisSoftOff:
+		vm, need = OpGracefulShutdown, CapGracefulShutdown
+	case bmcsim.ChassisPulseDiag:
+		vm, need = OpSendNMI, CapNMI
+	default:
+		return
+	}
+	if caps&need == 0 {
+		s.log.Info("vmserial: QEMU cannot do chassis operation", slog.String("op", op.String()))
+		return
+	}
+	cn.wmu.Lock()
+	defer cn.wmu.Unlock()
+	s.forwarded.Add(1) // counted as the write starts, like Answered
+	if err := cn.writeLocked(Encode(nil, Frame{Kind: KindCommand, Data: []byte{vm}})); err != nil {
+		s.log.Warn("vmserial: forwarding chassis operation", slog.String("op", op.String()), slog.Any("err", err))
+		return
+	}
+	s.log.Info("vmserial: chassis operation sent to QEMU", slog.String("op", op.String()))
 }
 
 // Serve is NewServer(r, opts).Serve(ctx, ln).
@@ -81,7 +137,7 @@ func (s *Server) Stats() Stats {
 	return Stats{
 		Connections: s.connections.Load(), Messages: s.messages.Load(), Answered: s.answered.Load(),
 		Silenced: s.silenced.Load(), BadFrames: s.badFrames.Load(), Commands: s.commands.Load(),
-		AttnSent: s.attnSent.Load(), NoAttnSent: s.noAttnSent.Load(), Resets: s.resets.Load(),
+		AttnSent: s.attnSent.Load(), NoAttnSent: s.noAttnSent.Load(), Resets: s.resets.Load(), Forwarded: s.forwarded.Load(),
 		Version: byte(s.version.Load()), Capabilities: byte(s.caps.Load()),
 	}
 }
@@ -127,6 +183,8 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 	s.log.Info("vmserial: QEMU connected", slog.String("remote", c.RemoteAddr().String()))
 
 	cn := &conn{s: s, c: c, attn: -1}
+	s.cur.Store(cn)
+	defer s.cur.CompareAndSwap(cn, nil)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {

@@ -112,7 +112,12 @@ func (cl *client) waitCmd(op byte) {
 
 func start(t *testing.T, r bmcsim.Responder) (*Server, *client) {
 	t.Helper()
-	srv := NewServer(r, Options{Logger: quiet, AttentionInterval: 10 * time.Millisecond})
+	return startOpts(t, r, Options{Logger: quiet, AttentionInterval: 10 * time.Millisecond})
+}
+
+func startOpts(t *testing.T, r bmcsim.Responder, opts Options) (*Server, *client) {
+	t.Helper()
+	srv := NewServer(r, opts)
 	a, b := net.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -269,6 +274,27 @@ func TestServeReaccepts(t *testing.T) {
 		t.Fatalf("Serve: %v", err)
 	}
 	if st := srv.Stats(); st.Connections != 2 || st.Answered != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestForwardChassis(t *testing.T) {
+	clk := bmcsim.NewManualClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	b := bmcsim.New(bmcsim.Config{Clock: clk, Logger: quiet})
+	srv, cl := startOpts(t, b, Options{Logger: quiet, ForwardChassis: true})
+	// newClient announced CapIRQ|CapAttn only: no power capability yet.
+	cl.write(Encode(nil, Frame{Kind: KindCommand, Data: []byte{OpCapabilities, CapIRQ | CapAttn | CapPower | CapReset}}))
+	cl.send(1, bmcsim.NetFnChassis<<2, bmcsim.CmdChassisControl, byte(bmcsim.ChassisPowerDown))
+	cl.recv()
+	cl.waitCmd(OpPowerOff)
+	// A watchdog expiry with hard reset resets the VM.
+	cl.send(2, bmcsim.NetFnApp<<2, bmcsim.CmdSetWatchdogTimer, 0x04, 0x01, 0, 0, 10, 0)
+	cl.send(3, bmcsim.NetFnApp<<2, bmcsim.CmdResetWatchdogTimer)
+	cl.recv()
+	cl.recv()
+	clk.Advance(2 * time.Second)
+	cl.waitCmd(OpReset)
+	if st := srv.Stats(); st.Forwarded != 2 {
 		t.Fatalf("stats %+v", st)
 	}
 }
