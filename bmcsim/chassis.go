@@ -27,6 +27,7 @@ const (
 	ChassisSoftOff    ChassisControl = 5
 )
 
+// String names the operation for logs.
 func (c ChassisControl) String() string {
 	switch c {
 	case ChassisPowerDown:

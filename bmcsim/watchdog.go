@@ -17,6 +17,7 @@ const (
 	ActionPowerCycle TimeoutAction = 3
 )
 
+// String names the action for logs.
 func (a TimeoutAction) String() string {
 	switch a {
 	case ActionNone:
