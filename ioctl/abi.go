@@ -1,12 +1,3 @@
-// Package ioctl implements the Linux IPMI character-device ABI (/dev/ipmiN,
-// drivers/char/ipmi/ipmi_devintf.c) in userspace: the IPMICTL_* ioctl
-// numbers and struct layouts (this file), and a cuse.Device whose open files
-// behave like the kernel's (device.go, file.go).
-//
-// The struct codecs are explicit little-endian encoders and decoders over byte
-// slices with the x86-64 (LP64) layout, plus the ILP32 layout used by 32-bit
-// callers through FUSE_IOCTL_COMPAT. User memory arrives as bytes copied by
-// the kernel, so nothing here casts user data to Go structs.
 package ioctl
 
 import (

@@ -101,11 +101,11 @@ func FuzzDecodeAddr(f *testing.F) {
 			return
 		}
 		enc := a.Encode()
-		n := min(len(b), SizeofAddr)
+		n := min(len(b), 6+MaxAddrSize) // bytes 38-39 are tail padding
 		if !bytes.Equal(enc[:n], b[:n]) {
 			t.Fatalf("round trip\n got % x\nwant % x", enc[:n], b[:n])
 		}
-		_, _ = validateAddr(b[:n]) // must not panic on any input
+		_, _ = validateAddr(b[:min(len(b), SizeofAddr)]) // must not panic on any input
 	})
 }
 

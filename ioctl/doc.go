@@ -1,0 +1,47 @@
+// Package ioctl implements the Linux IPMI character-device ABI (/dev/ipmiN,
+// drivers/char/ipmi/ipmi_devintf.c and the user-facing half of
+// ipmi_msghandler.c) in userspace.
+//
+// abi.go declares the ABI once: the IPMICTL_* numbers (built from their _IOC
+// parts), the x86-64 and 32-bit compat struct layouts with their sizes, and
+// explicit little-endian Decode/Encode functions over byte slices. User
+// memory arrives as bytes the kernel copied, so nothing casts user data.
+//
+// device.go and file.go implement cuse.Device: each open file is one
+// message-handler "user" with its own receive queue, and every ioctl asks
+// the kernel for exactly the user ranges the real driver would touch,
+// through CUSE unrestricted-ioctl retries. SEND_COMMAND to the system
+// interface becomes one sched.Request; its completion is formatted as the
+// kernel formats a BMC reply and queued on the file.
+//
+// # Choices where the kernel gives no single answer
+//
+//   - Request deadline: DefaultRequestTimeout (60 s), about how long the
+//     kernel's KCS driver takes to give up on a dead BMC. An expired
+//     deadline is reported with completion code 0xC3 (timeout), any other
+//     engine error with 0xFF (what KCS reports when hosed); see
+//     DefaultCompletionCode and Config.CompletionCode.
+//   - Per-file limit: a file may have at most MaxMsgsPerUser (100) messages
+//     in flight or received-but-unread; further sends get EBUSY. Linux
+//     6.1 counts only in-flight messages (its queue is unbounded); newer
+//     kernels count unread replies too, which is what bounds the queue here,
+//     so no reply is ever dropped.
+//   - IPMB, broadcast and LAN addresses (bridging through Send Message) are
+//     not implemented: after all generic address checks they get EINVAL,
+//     the kernel's answer for a channel whose medium is not IPMB/LAN.
+//     IPMB-direct gets EAFNOSUPPORT exactly as with ipmi_si.
+//   - Events and incoming commands are not delivered yet: SET_GETS_EVENTS
+//     and the command registrations are recorded (with the kernel's
+//     exclusivity and ENOENT rules) but nothing feeds them.
+//
+// # Known differences from the kernel
+//
+//   - SEND with an invalid address and an unreadable data pointer fails
+//     with EFAULT (the kernel: EINVAL), because the data is read in the
+//     same round as the address.
+//   - RECEIVE reads the caller's address and data buffers ahead of writing
+//     them, so a bad pointer fails with EFAULT before the message is
+//     consumed (as the kernel's put-back does); unlike the kernel, the
+//     address buffer is then not written when only the data pointer is bad.
+//     A buffer that is readable but not writable still loses the message.
+package ioctl
