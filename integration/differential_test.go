@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipmi-cuse/ipmi-cuse/bmcsim"
 	"github.com/ipmi-cuse/ipmi-cuse/integration/testbed"
 )
 
@@ -61,23 +62,55 @@ func daemon(t *testing.T) (string, string) {
 	return p, ""
 }
 
-// boot runs the corpus in one VM in the given mode against QEMU's internal
-// BMC and returns the guest's output. Any failure to get complete output
-// fails the test with the guest's console (and the daemon's log).
-func boot(t *testing.T, env *testbed.Env, mode testbed.Mode, daemonPath string, cmds []testbed.Command) *testbed.Output {
+// bmcKind picks the BMC behind the guest's KCS interface for a boot.
+type bmcKind int
+
+const (
+	qemuBMC bmcKind = iota // QEMU's internal ipmi-bmc-sim, with a FRU image
+	simBMC                 // the project's bmcsim over vmserial (ipmi-bmc-extern)
+)
+
+func (k bmcKind) String() string {
+	if k == simBMC {
+		return "bmcsim"
+	}
+	return "ipmi-bmc-sim"
+}
+
+// boot runs the corpus in one VM in the given mode against a fresh BMC of
+// the given kind and returns the guest's output. Any failure to get complete
+// output fails the test with the guest's console (and the daemon's and the
+// simulated BMC's logs).
+func boot(t *testing.T, env *testbed.Env, kind bmcKind, mode testbed.Mode, daemonPath string, cmds []testbed.Command) *testbed.Output {
 	t.Helper()
 	dir := t.TempDir()
 	s := &testbed.Session{
 		Env: env, Commands: cmds, Daemon: daemonPath, Dir: dir, Timeout: bootTimeout,
 		Script: testbed.ScriptOptions{Mode: mode, DaemonArgs: daemonArgs()},
-		BMC:    testbed.BMC{FRUData: dir + "/fru.bin"},
 	}
-	if err := testbed.WriteFRUData(s.BMC.FRUData); err != nil {
-		t.Fatal(err)
+	var sim *testbed.SimBMC
+	switch kind {
+	case qemuBMC:
+		s.BMC.FRUData = dir + "/fru.bin"
+		if err := testbed.WriteFRUData(s.BMC.FRUData); err != nil {
+			t.Fatal(err)
+		}
+	case simBMC:
+		var err error
+		sim, err = testbed.StartSimBMC(bmcsim.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if err := sim.Close(); err != nil {
+				t.Error(err)
+			}
+		}()
+		s.BMC.Extern = sim.Addr
 	}
 	out, res, err := s.Run(context.Background())
 	if res != nil {
-		t.Logf("%s mode: VM ran %v", mode, res.Elapsed.Round(100*time.Millisecond))
+		t.Logf("%s mode, %s: VM ran %v", mode, kind, res.Elapsed.Round(100*time.Millisecond))
 	}
 	if err == nil && out.Setup != "ok" {
 		err = fmt.Errorf("guest setup failed: %s", out.Setup)
@@ -92,7 +125,10 @@ func boot(t *testing.T, env *testbed.Env, mode testbed.Mode, daemonPath string, 
 				t.Logf("%s:\n%s", f, b)
 			}
 		}
-		t.Fatalf("%s mode: %v", mode, err)
+		if sim != nil {
+			t.Logf("simulated BMC's log:\n%s", sim.Log())
+		}
+		t.Fatalf("%s mode, %s: %v", mode, kind, err)
 	}
 	return out
 }
@@ -120,7 +156,7 @@ func TestDifferential(t *testing.T) {
 		cmds[i] = c.command()
 	}
 
-	kern := boot(t, env, testbed.KernelMode, "", cmds)
+	kern := boot(t, env, qemuBMC, testbed.KernelMode, "", cmds)
 	t.Run("kernel", func(t *testing.T) {
 		for _, c := range corpus {
 			t.Run(c.name, func(t *testing.T) {
@@ -145,7 +181,7 @@ func TestDifferential(t *testing.T) {
 		if daemonPath == "" {
 			t.Skip(why)
 		}
-		shim := boot(t, env, testbed.ShimMode, daemonPath, cmds)
+		shim := boot(t, env, qemuBMC, testbed.ShimMode, daemonPath, cmds)
 		if !compare(t, kern, shim, "shim") {
 			t.Logf("ipmi-cuse's log:\n%s", shim.Files[testbed.GuestDaemonLog])
 		}
@@ -159,8 +195,35 @@ func TestDifferential(t *testing.T) {
 		if daemonPath != "" && os.Getenv("IPMI_CUSE_SELFCHECK") != "1" {
 			t.Skip("runs only while shim mode is skipped, or with IPMI_CUSE_SELFCHECK=1")
 		}
-		again := boot(t, env, testbed.KernelMode, "", cmds)
+		again := boot(t, env, qemuBMC, testbed.KernelMode, "", cmds)
 		compare(t, kern, again, "second kernel boot")
+	})
+}
+
+// TestDifferentialSimBMC runs the corpus against the project's simulated BMC
+// (bmcsim through its VM-protocol adapter, QEMU's ipmi-bmc-extern), kernel
+// driver against ipmi-cuse. The corpus's telltale strings are QEMU's BMC's,
+// so the kernel run is only checked for a working Get Device ID here; the
+// differential is the test.
+func TestDifferentialSimBMC(t *testing.T) {
+	env := testEnv(t)
+	daemonPath, why := daemon(t)
+	cmds := make([]testbed.Command, len(corpus))
+	for i, c := range corpus {
+		cmds[i] = c.command()
+	}
+	kern := boot(t, env, simBMC, testbed.KernelMode, "", cmds)
+	if r := kern.Command("mc_info"); r == nil || r.Exit != 0 || !bytes.Contains(r.Stdout, []byte("IPMI Version")) {
+		t.Fatalf("ipmitool mc info through the kernel driver to bmcsim failed: %+v", r)
+	}
+	t.Run("shim", func(t *testing.T) {
+		if daemonPath == "" {
+			t.Skip(why)
+		}
+		shim := boot(t, env, simBMC, testbed.ShimMode, daemonPath, cmds)
+		if !compare(t, kern, shim, "shim") {
+			t.Logf("ipmi-cuse's log:\n%s", shim.Files[testbed.GuestDaemonLog])
+		}
 	})
 }
 
