@@ -49,8 +49,10 @@ type Config struct {
 	// Submit queues one request on the engine (sched). It must not block
 	// for long; the engine calls Request.Done exactly once later, possibly
 	// before Submit returns. An error means the request was not queued and
-	// Done will not be called; the SEND ioctl then fails with ENODEV, the
-	// kernel's answer when the interface is going away. Required.
+	// Done will not be called; the SEND ioctl then fails with EBUSY if the
+	// error is sched.ErrQueueFull (like the kernel's per-user message
+	// limit), else with ENODEV, the kernel's answer when the interface is
+	// going away. Required.
 	Submit func(*sched.Request) error
 	// Logger receives warnings (a BMC reply that does not match its
 	// request, a refused submit). Nil discards them.

@@ -249,6 +249,8 @@ func TestSendErrors(t *testing.T) {
 		{"Send Message", Req{Addr: addrBase, AddrLen: 8, Msg: Msg{NetFn: 6, Cmd: 0x34}}, sys, nil, nil, syscall.EINVAL},
 		{"Read Event Message Buffer", Req{Addr: addrBase, AddrLen: 8, Msg: Msg{NetFn: 6, Cmd: 0x35}}, sys, nil, nil, syscall.EINVAL},
 		{"engine closed", Req{Addr: addrBase, AddrLen: 8, Msg: Msg{NetFn: 6, Cmd: 1}}, sys, nil, errors.New("engine closed"), syscall.ENODEV},
+		{"engine closed (sched)", Req{Addr: addrBase, AddrLen: 8, Msg: Msg{NetFn: 6, Cmd: 1}}, sys, nil, sched.ErrClosed, syscall.ENODEV},
+		{"engine queue full", Req{Addr: addrBase, AddrLen: 8, Msg: Msg{NetFn: 6, Cmd: 1}}, sys, nil, fmt.Errorf("%w: owner 1", sched.ErrQueueFull), syscall.EBUSY},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -379,6 +381,9 @@ func TestResponseFormatting(t *testing.T) {
 		{"deadline", Config{}, nil, fmt.Errorf("queued too long: %w", context.DeadlineExceeded), 0x07, 0x01, 1, []byte{0xC3}},
 		{"os deadline", Config{}, nil, os.ErrDeadlineExceeded, 0x07, 0x01, 1, []byte{0xC3}},
 		{"Timeout() error", Config{}, nil, timeoutErr{}, 0x07, 0x01, 1, []byte{0xC3}},
+		{"sched deadline", Config{}, nil, sched.ErrDeadline, 0x07, 0x01, 1, []byte{0xC3}},
+		{"sched BMC unresponsive", Config{}, nil, sched.ErrBMCUnresponsive, 0x07, 0x01, 1, []byte{0xFF}},
+		{"sched closed", Config{}, nil, sched.ErrClosed, 0x07, 0x01, 1, []byte{0xFF}},
 		{"transport failure", Config{}, nil, errors.New("kcs: hosed"), 0x07, 0x01, 1, []byte{0xFF}},
 		{"custom mapping", Config{CompletionCode: func(error) uint8 { return 0xD5 }}, nil, errors.New("busy"), 0x07, 0x01, 1, []byte{0xD5}},
 	}

@@ -2,6 +2,7 @@ package ioctl
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -464,6 +465,10 @@ func (f *File) submitLocked(addr Addr, msgID int64, netfn, cmd uint8, data []byt
 	if err := d.cfg.Submit(&p.req); err != nil {
 		if !p.state.CompareAndSwap(pendingQueued, pendingRejected) {
 			return 0 // Done already ran: the request was served after all
+		}
+		if errors.Is(err, sched.ErrQueueFull) {
+			// Like the kernel's per-user message limit.
+			return syscall.EBUSY
 		}
 		d.log.Warn("ipmi request not queued", slog.Any("err", err), slog.Uint64("client", uint64(f.owner)),
 			slog.Int("netfn", int(netfn)), slog.Int("cmd", int(cmd)))
