@@ -86,7 +86,7 @@ func boot(t *testing.T, env *testbed.Env, kind bmcKind, mode testbed.Mode, daemo
 	dir := t.TempDir()
 	s := &testbed.Session{
 		Env: env, Commands: cmds, Daemon: daemonPath, Dir: dir, Timeout: bootTimeout,
-		Script: testbed.ScriptOptions{Mode: mode, DaemonArgs: daemonArgs()},
+		Script: testbed.ScriptOptions{Mode: mode, DaemonArgs: daemonArgs(kind)},
 	}
 	var sim *testbed.SimBMC
 	switch kind {
@@ -134,10 +134,23 @@ func boot(t *testing.T, env *testbed.Env, kind bmcKind, mode testbed.Mode, daemo
 }
 
 // daemonArgs are ipmi-cuse's flags in the guest: IPMI_CUSE_ARGS (split on
-// spaces) overrides testbed.DefaultDaemonArgs.
-func daemonArgs() []string {
+// spaces) if set; else testbed.DefaultDaemonArgs (in/out instructions after
+// iopl) with QEMU's BMC, and the same with --port-io=devport (/dev/port)
+// with bmcsim, so both ways of reaching the ports are tested without an
+// extra boot.
+func daemonArgs(kind bmcKind) []string {
 	if a := os.Getenv("IPMI_CUSE_ARGS"); a != "" {
 		return strings.Fields(a)
+	}
+	if kind == simBMC {
+		var args []string
+		for _, a := range testbed.DefaultDaemonArgs {
+			if strings.HasPrefix(a, "--port-io=") {
+				a = "--port-io=devport"
+			}
+			args = append(args, a)
+		}
+		return args
 	}
 	return nil
 }
