@@ -88,18 +88,21 @@ func init() {
 const deviceSupport = 0x01 | 0x02 | 0x04 | 0x08 | 0x10 | 0x20 | 0x80
 
 func (b *BMC) getDeviceID([]byte) (byte, []byte) {
-	m := ExampleManufacturerID
-	return ccOK, []byte{
-		0x20,       // device ID
-		0x80 | 0x1, // provides device SDRs; device revision 1
-		0x01,       // firmware major 1, device available
-		0x00,       // firmware minor 0 (BCD)
-		0x02,       // IPMI version 2.0
-		deviceSupport,
-		byte(m), byte(m >> 8), byte(m >> 16),
-		byte(ExampleProductID & 0xFF), byte(ExampleProductID >> 8),
-		0x00, 0x00, 0x00, 0x01, // auxiliary firmware revision
-	}
+	return ccOK, deviceIDBody[:]
+}
+
+// deviceIDBody is the fixed Get Device ID response data, kept in one array
+// so answering the most common request allocates nothing (callers copy it).
+var deviceIDBody = [...]byte{
+	0x20,       // device ID
+	0x80 | 0x1, // provides device SDRs; device revision 1
+	0x01,       // firmware major 1, device available
+	0x00,       // firmware minor 0 (BCD)
+	0x02,       // IPMI version 2.0
+	deviceSupport,
+	ExampleManufacturerID & 0xFF, ExampleManufacturerID >> 8 & 0xFF, ExampleManufacturerID >> 16,
+	byte(ExampleProductID & 0xFF), byte(ExampleProductID >> 8),
+	0x00, 0x00, 0x00, 0x01, // auxiliary firmware revision
 }
 
 // bmcReset implements Cold Reset and Warm Reset: the volatile state goes
