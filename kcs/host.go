@@ -3,6 +3,7 @@ package kcs
 import (
 	"errors"
 	"log/slog"
+	"runtime"
 	"sync/atomic"
 	"time"
 )
@@ -114,6 +115,31 @@ type Host struct {
 	// dirty is set when a transaction ended with the interface in an
 	// unknown state; the next Transact runs error recovery first.
 	dirty bool
+	// bound is set once the goroutine using the Host has been locked to
+	// its OS thread and the port's BindThread succeeded there.
+	bound bool
+}
+
+// bindThread makes sure a port whose access right belongs to one OS thread
+// (ThreadBinder) can be used from the calling goroutine: on first use it
+// locks the goroutine to its thread for good and binds the port there. A
+// Host is used by one goroutine (the engine's), so this happens once.
+func (h *Host) bindThread() error {
+	if h.bound {
+		return nil
+	}
+	tb, ok := h.p.(ThreadBinder)
+	if !ok {
+		h.bound = true
+		return nil
+	}
+	runtime.LockOSThread()
+	if err := tb.BindThread(); err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	h.bound = true
+	return nil
 }
 
 // New returns a Host driving p with cfg (zero fields take defaults).
@@ -145,6 +171,9 @@ func (h *Host) Stats() Stats {
 // set, for the engine to poll while idle. It returns ErrNoInterface if the
 // status reads 0xFF.
 func (h *Host) Attention() (bool, error) {
+	if err := h.bindThread(); err != nil {
+		return false, &OpError{Phase: PhaseStart, Index: -1, Err: err}
+	}
 	s, err := h.status()
 	if err != nil {
 		return false, &OpError{Phase: PhaseStart, Index: -1, Err: err}
@@ -182,6 +211,10 @@ func (h *Host) Transact(msg, resp []byte, deadline time.Time) ([]byte, error) {
 	if len(msg) > MaxRequest {
 		h.c.failures.Add(1)
 		return resp, &OpError{Phase: PhaseRequest, Index: len(msg), Attempts: 0, Err: ErrRequestTooLong}
+	}
+	if err := h.bindThread(); err != nil {
+		h.c.failures.Add(1)
+		return resp, &OpError{Phase: PhaseStart, Index: -1, Err: err}
 	}
 	now := time.Now()
 	dl := now.Add(h.cfg.TransactionTimeout)

@@ -5,9 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ipmi-cuse/ipmi-cuse/bmcsim/kcsbmc"
 	"github.com/ipmi-cuse/ipmi-cuse/kcs"
@@ -429,5 +433,83 @@ func TestZeroAllocs(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("%v allocations per Transact, want 0", allocs)
+	}
+}
+
+// threadCheckPort is a simulated BMC port whose access right belongs to one
+// OS thread, like in/out after iopl: it records the thread BindThread ran
+// on and counts accesses from any other thread.
+type threadCheckPort struct {
+	*kcsbmc.BMC
+	bindTID  atomic.Int64
+	binds    atomic.Int64
+	wrongTID atomic.Int64
+}
+
+func (p *threadCheckPort) BindThread() error {
+	p.binds.Add(1)
+	p.bindTID.Store(int64(unix.Gettid()))
+	return nil
+}
+
+func (p *threadCheckPort) check() {
+	if int64(unix.Gettid()) != p.bindTID.Load() {
+		p.wrongTID.Add(1)
+	}
+}
+
+func (p *threadCheckPort) ReadStatus() (uint8, error) { p.check(); return p.BMC.ReadStatus() }
+func (p *threadCheckPort) ReadData() (uint8, error)   { p.check(); return p.BMC.ReadData() }
+func (p *threadCheckPort) WriteData(b uint8) error    { p.check(); return p.BMC.WriteData(b) }
+func (p *threadCheckPort) WriteCommand(c uint8) error { p.check(); return p.BMC.WriteCommand(c) }
+
+// TestHostBindsThread checks that a port needing a per-thread access right
+// (kcs.ThreadBinder) is bound once and then used only from that thread, even
+// while the runtime is busy moving goroutines between threads.
+func TestHostBindsThread(t *testing.T) {
+	port := &threadCheckPort{BMC: kcsbmc.New(&fakeResponder{})}
+	host := kcs.New(port, kcs.Config{})
+	stop := make(chan struct{})
+	defer close(stop)
+	for range 8 { // churn so an unlocked goroutine would change threads
+		go func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					// A blocking system call hands the P to another
+					// thread, so goroutines keep changing threads.
+					_ = unix.Nanosleep(&unix.Timespec{Nsec: 50_000}, nil)
+					runtime.Gosched()
+				}
+			}
+		}()
+	}
+	errc := make(chan error, 1)
+	go func() { // the Host locks this goroutine to its thread for good
+		resp := make([]byte, 0, kcs.MaxResponse)
+		for i := 0; i < 200; i++ {
+			var err error
+			if resp, err = host.Transact([]byte{0x06 << 2, 0x01}, resp, time.Now().Add(5*time.Second)); err != nil {
+				errc <- err
+				return
+			}
+			if _, err := host.Attention(); err != nil {
+				errc <- err
+				return
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+		errc <- nil
+	}()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if n := port.binds.Load(); n != 1 {
+		t.Errorf("BindThread called %d times, want 1", n)
+	}
+	if n := port.wrongTID.Load(); n != 0 {
+		t.Errorf("%d port accesses from a thread other than the bound one", n)
 	}
 }

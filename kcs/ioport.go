@@ -34,6 +34,26 @@ type IOPort struct {
 	rw           memio.PortReadWriter
 	data, status uint16
 	buf          memio.Uint8 // reused so accesses do not allocate
+	// bind, if set, grants the calling OS thread access to the ports
+	// (iopl for in/out instructions).
+	bind func() error
+}
+
+// ThreadBinder is implemented by ports whose access right belongs to one OS
+// thread (x86 in/out after iopl). BindThread grants it to the calling
+// thread; the caller must have locked its goroutine to that thread with
+// runtime.LockOSThread and must make every access from it.
+type ThreadBinder interface {
+	BindThread() error
+}
+
+// BindThread grants the calling OS thread access to the ports. It does
+// nothing for /dev/port, whose access goes through a file descriptor.
+func (p *IOPort) BindThread() error {
+	if p.bind == nil {
+		return nil
+	}
+	return p.bind()
 }
 
 var _ Port = (*IOPort)(nil)

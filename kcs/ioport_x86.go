@@ -4,19 +4,41 @@ package kcs
 
 import (
 	"fmt"
+	"runtime"
 	"syscall"
 
 	"github.com/u-root/u-root/pkg/memio"
 )
 
 // OpenArchPort returns a Port using in/out instructions (memio.ArchPort)
-// at cfg's addresses. It raises the I/O privilege level with iopl(3) first,
-// so a refusal (EPERM without CAP_SYS_RAWIO, or a kernel without iopl
-// emulation) is reported here rather than on the first access. This is the
-// fastest access: no system call per register access.
+// at cfg's addresses. This is the fastest access: no system call per
+// register access.
+//
+// The I/O privilege level that iopl(3) raises belongs to one OS thread, not
+// the process (Linux emulates iopl with a per-thread I/O bitmap), and Go
+// moves goroutines between threads. So OpenArchPort calls iopl on a locked
+// thread to report a refusal (EPERM without CAP_SYS_RAWIO, or a kernel
+// without iopl emulation) early, and the returned port must be used through
+// a Host, which binds its goroutine to one thread and calls BindThread
+// there; any other direct use must do the same (see ThreadBinder).
 func OpenArchPort(cfg IOConfig) (*IOPort, error) {
-	if err := syscall.Iopl(3); err != nil {
-		return nil, fmt.Errorf("kcs: iopl(3) for KCS I/O ports (needs root/CAP_SYS_RAWIO; try /dev/port): %w", err)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := iopl3(); err != nil {
+		return nil, err
 	}
-	return NewIOPort(&memio.ArchPort{}, cfg)
+	p, err := NewIOPort(&memio.ArchPort{}, cfg)
+	if err != nil {
+		return nil, err
+	}
+	p.bind = iopl3
+	return p, nil
+}
+
+// iopl3 raises the calling thread's I/O privilege level to 3.
+func iopl3() error {
+	if err := syscall.Iopl(3); err != nil {
+		return fmt.Errorf("kcs: iopl(3) for KCS I/O ports (needs root/CAP_SYS_RAWIO; try /dev/port): %w", err)
+	}
+	return nil
 }

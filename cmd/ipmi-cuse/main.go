@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"os/user"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -225,6 +226,15 @@ func openBMC(o options, log *slog.Logger) (port kcs.Port, what string, closeFn f
 	}
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("opening KCS ports at %#x: %w", iface.Base, err)
+	}
+	// The access right to I/O ports belongs to one OS thread (iopl): check
+	// the interface from a locked thread bound to the ports. The engine's
+	// goroutine binds its own thread later.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := p.BindThread(); err != nil {
+		p.Close()
+		return nil, "", nil, err
 	}
 	status, err := p.ReadStatus()
 	if err != nil {
