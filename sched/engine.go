@@ -34,6 +34,12 @@ var (
 	// queue (nil Done, message shorter than netfn+cmd, unknown lane, no
 	// deadline).
 	ErrInvalidRequest = errors.New("sched: invalid request")
+	// ErrYield is returned, without touching the hardware, by the TxFunc
+	// given to Config.OnAttention when the hook should stop for now: a
+	// priority request is waiting, or the turn's AttentionBudget is spent.
+	// The hook keeps its state and returns true; the engine calls it again
+	// after serving the priority lane (and one normal request, if any wait).
+	ErrYield = errors.New("sched: attention work yields to queued requests")
 )
 
 // Transport carries one IPMI message to the BMC and back. kcs.Host
@@ -86,6 +92,33 @@ type Config struct {
 	// Zero means only after bursts.
 	IdleInterval time.Duration
 
+	// Attention, if set, is a cheap check of whether the BMC asks for
+	// attention (for KCS: SMS_ATN in the status register, what
+	// kcs.Host.Attention reads). The engine calls it on its goroutine after
+	// every transaction and every AttentionInterval while it has no
+	// requests. When it reports true, OnAttention runs before the next
+	// normal-lane request, as the kernel's ipmi_si handles ATN before
+	// taking a new message, but never before a waiting priority request.
+	Attention func() bool
+	// OnAttention handles an attention with tx (Get Message Flags and the
+	// work the flags ask for) and reports whether work remains. tx returns
+	// ErrYield instead of transacting once a priority request is waiting or
+	// AttentionBudget transactions ran in this turn; the hook should then
+	// keep its state and return true. The engine calls it again after the
+	// priority lane and, if the previous turn was also attention work, one
+	// normal-lane request, so attention that never clears (a BMC that
+	// keeps SMS_ATN asserted) cannot starve either lane. After it returns
+	// false the engine calls Attention again. Both hooks run only while
+	// the BMC is healthy; OnAttention must not block on anything that needs
+	// the engine.
+	OnAttention func(tx TxFunc) (more bool)
+	// AttentionBudget is the most transactions one OnAttention turn may
+	// run. Default 4.
+	AttentionBudget int
+	// AttentionInterval is how often Attention is polled while the engine
+	// has no requests. Default 100 ms.
+	AttentionInterval time.Duration
+
 	// SingleFIFO is a test knob, not for production: it disables the
 	// priority lane and per-owner round-robin, serving every request in
 	// submission order from one unbounded queue, like a driver with one
@@ -99,6 +132,8 @@ const (
 	defaultMaxPriorityQueue  = 64
 	defaultUnresponsiveAfter = 3
 	defaultProbeInterval     = time.Second
+	defaultAttentionBudget   = 4
+	defaultAttentionInterval = 100 * time.Millisecond
 )
 
 // Stats is a snapshot of an engine's counters and state.
@@ -121,6 +156,9 @@ type Stats struct {
 	TransportErrors, Timeouts uint64
 	// Probes counts Get Device ID probes sent while unresponsive.
 	Probes uint64
+	// AttentionTurns counts OnAttention calls; AttentionTx counts the
+	// transactions they ran; AttentionYields counts ErrYield refusals.
+	AttentionTurns, AttentionTx, AttentionYields uint64
 	// Healthy is false while the BMC is marked unresponsive.
 	Healthy bool
 	// ConsecutiveTimeouts is the current run of transport timeouts.
@@ -192,6 +230,14 @@ type Engine struct {
 	cTransErr  atomic.Uint64
 	cTimeouts  atomic.Uint64
 	cProbes    atomic.Uint64
+	cAttnTurns atomic.Uint64
+	cAttnTx    atomic.Uint64
+	cAttnYield atomic.Uint64
+	attnDue    bool      // Attention reported true (or OnAttention has more to do)
+	attnRan    bool      // the last turn was attention work, not a normal request
+	attnBudget int       // transactions left in the current attention turn
+	attnPolled time.Time // last Attention call
+	attnTx     TxFunc
 	maxFree    int
 	ownerLimit int
 }
@@ -214,6 +260,12 @@ func New(t Transport, cfg Config) *Engine {
 	if cfg.ProbeTimeout <= 0 {
 		cfg.ProbeTimeout = cfg.ProbeInterval
 	}
+	if cfg.AttentionBudget <= 0 {
+		cfg.AttentionBudget = defaultAttentionBudget
+	}
+	if cfg.AttentionInterval <= 0 {
+		cfg.AttentionInterval = defaultAttentionInterval
+	}
 	e := &Engine{
 		t:         t,
 		cfg:       cfg,
@@ -234,6 +286,7 @@ func New(t Transport, cfg Config) *Engine {
 	e.timer.Stop()
 	e.healthyA.Store(true)
 	e.idleTx = e.transact
+	e.attnTx = e.attentionTx
 	e.ownerLimit = cfg.MaxQueuePerOwner
 	go e.run()
 	return e
@@ -339,6 +392,9 @@ func (e *Engine) Stats() Stats {
 		TransportErrors:     e.cTransErr.Load(),
 		Timeouts:            e.cTimeouts.Load(),
 		Probes:              e.cProbes.Load(),
+		AttentionTurns:      e.cAttnTurns.Load(),
+		AttentionTx:         e.cAttnTx.Load(),
+		AttentionYields:     e.cAttnYield.Load(),
 		Healthy:             e.healthyA.Load(),
 		ConsecutiveTimeouts: int(e.consecA.Load()),
 	}
@@ -398,12 +454,29 @@ func (e *Engine) run() {
 		if !e.healthy {
 			out = e.failNormal(out)
 		}
-		r := e.next()
+		r := e.nextPriority()
+		attnTurn := false
+		if r == nil {
+			// Attention before the next normal request, unless the last
+			// turn was attention work and a normal request is waiting.
+			attnTurn = e.attnDue && e.healthy && e.cfg.OnAttention != nil && !(e.attnRan && e.normalWaiting())
+			if !attnTurn {
+				r = e.nextNormal()
+			}
+		}
 		e.mu.Unlock()
 		e.completeAll(out)
 
 		if r != nil {
 			e.serve(r)
+			if r.Lane != LanePriority || e.cfg.SingleFIFO {
+				e.attnRan = false
+			}
+			e.pollAttention(time.Now())
+			continue
+		}
+		if attnTurn {
+			e.runAttention()
 			continue
 		}
 		if !e.healthy {
@@ -414,6 +487,13 @@ func (e *Engine) run() {
 			e.wait(e.nextProbe)
 			continue
 		}
+		if e.cfg.Attention != nil && !now.Before(e.attnPolled.Add(e.cfg.AttentionInterval)) {
+			e.pollAttention(now)
+			if e.attnDue {
+				continue
+			}
+		}
+		var until time.Time
 		if e.cfg.Idle != nil {
 			due := e.cfg.IdleInterval > 0 && !now.Before(e.lastIdle.Add(e.cfg.IdleInterval))
 			if e.worked || due {
@@ -423,12 +503,55 @@ func (e *Engine) run() {
 				continue
 			}
 			if e.cfg.IdleInterval > 0 {
-				e.wait(e.lastIdle.Add(e.cfg.IdleInterval))
-				continue
+				until = e.lastIdle.Add(e.cfg.IdleInterval)
 			}
 		}
-		e.wait(time.Time{})
+		if e.cfg.Attention != nil {
+			if next := e.attnPolled.Add(e.cfg.AttentionInterval); until.IsZero() || next.Before(until) {
+				until = next
+			}
+		}
+		e.wait(until)
 	}
+}
+
+// pollAttention calls Config.Attention, if set and nothing is pending yet.
+func (e *Engine) pollAttention(now time.Time) {
+	if e.cfg.Attention == nil || e.attnDue || !e.healthy {
+		return
+	}
+	e.attnPolled = now
+	e.attnDue = e.cfg.Attention()
+}
+
+// runAttention runs one OnAttention turn with a fresh budget.
+func (e *Engine) runAttention() {
+	e.cAttnTurns.Add(1)
+	e.attnBudget = e.cfg.AttentionBudget
+	more := e.cfg.OnAttention(e.attnTx)
+	e.attnRan = true
+	e.attnDue = more
+	if !more {
+		e.pollAttention(time.Now())
+	}
+}
+
+// attentionTx is the TxFunc given to OnAttention: it refuses with ErrYield
+// once the turn's budget is spent or a priority request waits.
+func (e *Engine) attentionTx(msg, resp []byte, deadline time.Time) ([]byte, error) {
+	yield := e.attnBudget <= 0
+	if !yield && !e.cfg.SingleFIFO {
+		e.mu.Lock()
+		yield = e.prio.n > 0 || e.closed
+		e.mu.Unlock()
+	}
+	if yield {
+		e.cAttnYield.Add(1)
+		return resp[:0], ErrYield
+	}
+	e.attnBudget--
+	e.cAttnTx.Add(1)
+	return e.transact(msg, resp, deadline)
 }
 
 // wait blocks until a submit, Close, or the time until (if not zero).
@@ -449,15 +572,41 @@ func (e *Engine) wait(until time.Time) {
 	e.timer.Stop()
 }
 
-// next dequeues the request to serve: priority lane first, then the next
-// owner in round-robin order. While unresponsive only the priority lane is
-// served (the normal lane was failed just before). Called with mu held.
+// next dequeues the request to serve when no attention work is due:
+// priority lane first, then the next owner in round-robin order. Called
+// with mu held.
 func (e *Engine) next() *Request {
+	if r := e.nextPriority(); r != nil {
+		return r
+	}
+	return e.nextNormal()
+}
+
+// nextPriority dequeues the next priority-lane request, or in SingleFIFO
+// mode nothing (nextNormal serves the one queue). Called with mu held.
+func (e *Engine) nextPriority() *Request {
+	if e.cfg.SingleFIFO {
+		return nil
+	}
+	return e.prio.pop()
+}
+
+// normalWaiting reports whether a normal-lane request (or, in SingleFIFO
+// mode, any request) is queued. Called with mu held.
+func (e *Engine) normalWaiting() bool {
+	if e.cfg.SingleFIFO {
+		return e.fifo.n > 0
+	}
+	return e.nNormal > 0
+}
+
+// nextNormal dequeues the next owner's request in round-robin order (in
+// SingleFIFO mode, the head of the one queue). While unresponsive the
+// normal lane was failed just before, so only the priority lane is served.
+// Called with mu held.
+func (e *Engine) nextNormal() *Request {
 	if e.cfg.SingleFIFO {
 		return e.fifo.pop()
-	}
-	if r := e.prio.pop(); r != nil {
-		return r
 	}
 	o := e.active.head
 	if o == nil {
