@@ -134,23 +134,16 @@ func boot(t *testing.T, env *testbed.Env, kind bmcKind, mode testbed.Mode, daemo
 }
 
 // daemonArgs are ipmi-cuse's flags in the guest: IPMI_CUSE_ARGS (split on
-// spaces) if set; else testbed.DefaultDaemonArgs (in/out instructions after
-// iopl) with QEMU's BMC, and the same with --port-io=devport (/dev/port)
-// with bmcsim, so both ways of reaching the ports are tested without an
-// extra boot.
+// spaces) if set; else testbed.DefaultDaemonArgs (SMBIOS discovery, in/out
+// instructions after iopl) with QEMU's BMC, and an explicit port with
+// /dev/port access with bmcsim, so discovery, --kcs-port and both ways of
+// reaching the ports are tested without an extra boot.
 func daemonArgs(kind bmcKind) []string {
 	if a := os.Getenv("IPMI_CUSE_ARGS"); a != "" {
 		return strings.Fields(a)
 	}
 	if kind == simBMC {
-		var args []string
-		for _, a := range testbed.DefaultDaemonArgs {
-			if strings.HasPrefix(a, "--port-io=") {
-				a = "--port-io=devport"
-			}
-			args = append(args, a)
-		}
-		return args
+		return []string{"--bmc=kcs", "--kcs-port=0xca2", "--port-io=devport", "--device", "ipmi0", "--log-level=info"}
 	}
 	return nil
 }

@@ -28,8 +28,10 @@ const (
 )
 
 // DefaultDaemonArgs are the flags ipmi-cuse is started with in shim mode:
-// QEMU's isa-ipmi-kcs sits at I/O port 0xCA2.
-var DefaultDaemonArgs = []string{"--bmc=kcs", "--kcs-port=0xca2", "--port-io=ioport", "--device", "ipmi0", "--log-level=info"}
+// none that choose the interface, as a sysadmin would run it, so the
+// daemon finds QEMU's isa-ipmi-kcs (I/O port 0xCA2) in SMBIOS type 38 and
+// reaches it with in/out instructions after iopl.
+var DefaultDaemonArgs = []string{"--log-level=info"}
 
 // Command is one client invocation of a guest script.
 type Command struct {
