@@ -81,6 +81,10 @@ type Config struct {
 	CompletionCode func(error) uint8
 	// Now returns the current time; nil means time.Now. For tests.
 	Now func() time.Time
+	// Bridge handles IPMB, broadcast and LAN addresses and is told about
+	// gets_events and closes (see Bridge). Nil: those addresses get
+	// EINVAL, as for a channel whose medium is neither IPMB nor LAN.
+	Bridge Bridge
 }
 
 // DefaultCompletionCode maps an engine error to a completion code: a
@@ -120,6 +124,7 @@ type Device struct {
 	maintMode  int32
 	maintUntil time.Time
 	rcvrs      []cmdRcvr
+	files      map[sched.Owner]*File
 }
 
 // cmdRcvr is one command registration: netfn/cmd on a channel mask, owned
@@ -139,7 +144,7 @@ func NewDevice(cfg Config) *Device {
 		panic("ioctl.NewDevice: Config.Submit is nil")
 	}
 	d := &Device{cfg: cfg, log: cfg.Logger, timeout: cfg.RequestTimeout, maxMsgs: cfg.MaxMsgsPerUser,
-		ccOf: cfg.CompletionCode, now: cfg.Now}
+		ccOf: cfg.CompletionCode, now: cfg.Now, files: make(map[sched.Owner]*File)}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
@@ -183,12 +188,14 @@ func (d *Device) open() (*File, syscall.Errno) {
 		return nil, syscall.EBUSY
 	}
 	d.users++
-	d.mu.Unlock()
-	return &File{
+	f := &File{
 		dev:     d,
 		owner:   OwnerBase + sched.Owner(d.nextOwner.Add(1)),
 		retries: -1,
-	}, 0
+	}
+	d.files[f.owner] = f
+	d.mu.Unlock()
+	return f, 0
 }
 
 // Users returns how many files are open.
@@ -327,12 +334,17 @@ func (d *Device) dropRcvrs(drop func(cmdRcvr) bool) {
 	d.rcvrs = kept
 }
 
-// release forgets a closed file: its registrations and its user slot.
+// release forgets a closed file: its registrations, its user slot, and
+// (through the Bridge) its outstanding bridged requests.
 func (d *Device) release(f *File) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	d.users--
+	delete(d.files, f.owner)
 	d.dropRcvrs(func(r cmdRcvr) bool { return r.file == f })
+	d.mu.Unlock()
+	if d.cfg.Bridge != nil {
+		d.cfg.Bridge.Release(f.owner)
+	}
 }
 
 // Registration is one command registration, as reported by Registrations.
@@ -342,8 +354,8 @@ type Registration struct {
 	Owner      sched.Owner
 }
 
-// Registrations returns the current command registrations (for the future
-// delivery of incoming commands, and for tests).
+// Registrations returns the current command registrations (for tests and
+// diagnostics; the Bridge looks receivers up with CmdReceiver).
 func (d *Device) Registrations() []Registration {
 	d.mu.Lock()
 	defer d.mu.Unlock()

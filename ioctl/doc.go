@@ -26,13 +26,15 @@
 //     6.1 counts only in-flight messages (its queue is unbounded); newer
 //     kernels count unread replies too, which is what bounds the queue here,
 //     so no reply is ever dropped.
-//   - IPMB, broadcast and LAN addresses (bridging through Send Message) are
-//     not implemented: after all generic address checks they get EINVAL,
-//     the kernel's answer for a channel whose medium is not IPMB/LAN.
-//     IPMB-direct gets EAFNOSUPPORT exactly as with ipmi_si.
-//   - Events and incoming commands are not delivered yet: SET_GETS_EVENTS
-//     and the command registrations are recorded (with the kernel's
-//     exclusivity and ENOENT rules) but nothing feeds them.
+//   - IPMB, broadcast and LAN addresses (bridging through Send Message) go
+//     to Config.Bridge (the msghandler package) after the generic address
+//     checks, with the SETTIME or per-file timing; without a Bridge they
+//     get EINVAL, the kernel's answer for a channel whose medium is not
+//     IPMB/LAN. IPMB-direct gets EAFNOSUPPORT exactly as with ipmi_si.
+//   - Events and incoming commands are fed by the Bridge through
+//     Device.Deliver, DeliverEvent and CmdReceiver (bridge.go);
+//     SET_GETS_EVENTS and close() notify it. The command registrations
+//     keep the kernel's exclusivity and ENOENT rules.
 //
 // # Known differences from the kernel
 //

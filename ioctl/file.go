@@ -136,6 +136,9 @@ func (f *File) Ioctl(_ context.Context, in *cuse.IoctlIn) cuse.IoctlOut {
 		f.mu.Lock()
 		f.getsEvents = v != 0
 		f.mu.Unlock()
+		if v != 0 && f.dev.cfg.Bridge != nil {
+			f.dev.cfg.Bridge.GetsEvents(f.owner)
+		}
 		return cuse.IoctlOut{}
 	case IoctlSetMyAddress, IoctlSetMyLUN:
 		b, out := needIn(in, SizeofInt)
@@ -271,8 +274,9 @@ func needInOut(in *cuse.IoctlIn, size int) ([]byte, *cuse.IoctlOut) {
 
 // sendLayout selects the struct a SEND variant passes.
 type sendLayout struct {
-	size   int
-	decode func([]byte) (ReqSettime, error)
+	size    int
+	settime bool // the struct carries retries/retry_time_ms
+	decode  func([]byte) (ReqSettime, error)
 }
 
 var (
@@ -280,12 +284,12 @@ var (
 		r, err := DecodeReq(b)
 		return ReqSettime{Req: r}, err
 	}}
-	sendNativeSettime = sendLayout{size: SizeofReqSettime, decode: DecodeReqSettime}
+	sendNativeSettime = sendLayout{size: SizeofReqSettime, settime: true, decode: DecodeReqSettime}
 	sendCompat        = sendLayout{size: SizeofCompatReq, decode: func(b []byte) (ReqSettime, error) {
 		r, err := DecodeCompatReq(b)
 		return ReqSettime{Req: r}, err
 	}}
-	sendCompatSettime = sendLayout{size: SizeofCompatReqSettime, decode: DecodeCompatReqSettime}
+	sendCompatSettime = sendLayout{size: SizeofCompatReqSettime, settime: true, decode: DecodeCompatReqSettime}
 )
 
 // send is IPMICTL_SEND_COMMAND(_SETTIME), in the kernel's check order:
@@ -338,9 +342,15 @@ func (f *File) send(in *cuse.IoctlIn, l sendLayout) cuse.IoctlOut {
 	}
 	data := in.In[l.size+int(req.AddrLen):]
 	// _SETTIME's retries/retry_time_ms, like the file's timing defaults,
-	// only matter for IPMB/LAN requests, which are not bridged yet; the
-	// kernel ignores them for the system interface.
-	return result(f.submit(addr, req.MsgID, req.Msg.NetFn, req.Msg.Cmd, data))
+	// only matter for IPMB/LAN requests; the kernel ignores them for the
+	// system interface.
+	tm := TimingParms{Retries: rs.Retries, RetryTimeMs: rs.RetryTimeMs}
+	if !l.settime {
+		f.mu.Lock()
+		tm = TimingParms{Retries: f.retries, RetryTimeMs: f.retryMs}
+		f.mu.Unlock()
+	}
+	return result(f.submit(addr, req.MsgID, req.Msg.NetFn, req.Msg.Cmd, data, tm))
 }
 
 // validateAddr is ipmi_validate_addr over the addr_len bytes the user passed.
@@ -396,7 +406,7 @@ const (
 
 // submit is i_ipmi_request for an already validated address: the per-user
 // limit, then the per-type checks, then the engine.
-func (f *File) submit(addr Addr, msgID int64, netfn, cmd uint8, data []byte) syscall.Errno {
+func (f *File) submit(addr Addr, msgID int64, netfn, cmd uint8, data []byte, tm TimingParms) syscall.Errno {
 	d := f.dev
 	f.mu.Lock()
 	if f.closed {
@@ -410,7 +420,7 @@ func (f *File) submit(addr Addr, msgID int64, netfn, cmd uint8, data []byte) sys
 	f.inflight++
 	f.mu.Unlock()
 
-	errno := f.submitLocked(addr, msgID, netfn, cmd, data)
+	errno := f.submitLocked(addr, msgID, netfn, cmd, data, tm)
 	if errno != 0 {
 		f.mu.Lock()
 		f.inflight--
@@ -421,7 +431,7 @@ func (f *File) submit(addr Addr, msgID int64, netfn, cmd uint8, data []byte) sys
 
 // submitLocked does the per-address-type part of submit with the in-flight
 // slot already taken.
-func (f *File) submitLocked(addr Addr, msgID int64, netfn, cmd uint8, data []byte) syscall.Errno {
+func (f *File) submitLocked(addr Addr, msgID int64, netfn, cmd uint8, data []byte, tm TimingParms) syscall.Errno {
 	d := f.dev
 	switch addr.AddrType {
 	case SystemInterfaceAddrType:
@@ -429,11 +439,14 @@ func (f *File) submitLocked(addr Addr, msgID int64, netfn, cmd uint8, data []byt
 		// ipmi_si never supports IPMB-direct.
 		return syscall.EAFNOSUPPORT
 	default:
-		// IPMB, broadcast and LAN go through Send Message bridging, which
-		// is not implemented: answer as the kernel does for a channel
-		// whose medium is not IPMB/LAN.
-		// TODO(issue 6): bridge through 06/34 with a sequence table.
-		return syscall.EINVAL
+		// IPMB, broadcast and LAN go through Send Message bridging in the
+		// message handler. Without one, answer as the kernel does for a
+		// channel whose medium is not IPMB/LAN.
+		if d.cfg.Bridge == nil {
+			return syscall.EINVAL
+		}
+		return d.cfg.Bridge.Send(BridgeRequest{Owner: f.owner, Addr: addr, MsgID: msgID, NetFn: netfn, Cmd: cmd,
+			Data: append([]byte(nil), data...), Retries: tm.Retries, RetryTimeMs: tm.RetryTimeMs})
 	}
 	si := addr.SystemInterface()
 	if netfn&1 != 0 || si.LUN > 3 {
@@ -521,24 +534,6 @@ func (d *Device) formatResponse(p *pending, r *sched.Request) *recvMsg {
 		netfn:    rsp[0] >> 2,
 		cmd:      rsp[1],
 		data:     append([]byte(nil), rsp[2:]...),
-	}
-}
-
-// deliver queues m on the file (dropping it if the file is closed) and
-// wakes a poller.
-func (f *File) deliver(m *recvMsg) {
-	f.mu.Lock()
-	if f.closed {
-		f.mu.Unlock()
-		return
-	}
-	f.inflight--
-	f.queue = append(f.queue, m)
-	wake := f.wake
-	f.wake = nil
-	f.mu.Unlock()
-	if wake != nil {
-		wake()
 	}
 }
 
