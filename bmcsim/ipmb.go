@@ -41,7 +41,10 @@ func (b *BMC) sendMessage(d []byte) (byte, []byte) {
 	if ipmbChecksum(frame[:2]) != frame[2] || ipmbChecksum(frame[3:len(frame)-1]) != frame[len(frame)-1] {
 		return ccOK, nil // the write was acknowledged; the satellite drops the bad frame
 	}
-	if sat.silent {
+	if sat.silent || frame[1]&0x04 != 0 {
+		// A silent satellite answers nothing, and no controller answers a
+		// response (odd netfn): system software sending the response to
+		// an incoming command is where the exchange ends.
 		return ccOK, nil
 	}
 	rsp := sat.answer(frame)

@@ -108,7 +108,8 @@ type Config struct {
 	// priority lane and, if the previous turn was also attention work, one
 	// normal-lane request, so attention that never clears (a BMC that
 	// keeps SMS_ATN asserted) cannot starve either lane. After it returns
-	// false the engine calls Attention again. Both hooks run only while
+	// false the engine calls Attention again after the next transaction or
+	// AttentionInterval. Both hooks run only while
 	// the BMC is healthy; OnAttention must not block on anything that needs
 	// the engine.
 	OnAttention func(tx TxFunc) (more bool)
@@ -531,9 +532,11 @@ func (e *Engine) runAttention() {
 	more := e.cfg.OnAttention(e.attnTx)
 	e.attnRan = true
 	e.attnDue = more
-	if !more {
-		e.pollAttention(time.Now())
-	}
+	// When the hook is done, Attention is polled again after the next
+	// transaction or AttentionInterval, not at once: a BMC that keeps
+	// SMS_ATN asserted for a flag nobody handles costs one turn per
+	// AttentionInterval, not a busy loop.
+	e.attnPolled = time.Now()
 }
 
 // attentionTx is the TxFunc given to OnAttention: it refuses with ErrYield
