@@ -22,10 +22,9 @@ import (
 
 	"github.com/ipmi-cuse/ipmi-cuse/bmcsim"
 	"github.com/ipmi-cuse/ipmi-cuse/bmcsim/kcsbmc"
-	"github.com/ipmi-cuse/ipmi-cuse/cuse"
 	"github.com/ipmi-cuse/ipmi-cuse/ioctl"
 	"github.com/ipmi-cuse/ipmi-cuse/kcs"
-	"github.com/ipmi-cuse/ipmi-cuse/sched"
+	"github.com/ipmi-cuse/ipmi-cuse/watchdog"
 )
 
 const usageText = `Usage: ipmi-cuse [flags]
@@ -65,11 +64,19 @@ type options struct {
 	kcsWaitTimeout   time.Duration
 	kcsTxTimeout     time.Duration
 	probeInterval    time.Duration
+
+	watchdog           bool
+	watchdogDevice     string
+	watchdogTimeout    time.Duration
+	watchdogPretimeout time.Duration
+	watchdogAction     watchdog.Action
+	watchdogPreAction  watchdog.PreAction
+	watchdogNoWayOut   bool
+	watchdogExec       string
 }
 
 // parseFlags reads the command line. It returns flag.ErrHelp for --help.
-func parseFlags(args []string, out io.Writer) (options, error) {
-	var o options
+func parseFlags(args []string, out io.Writer) (o options, err error) {
 	fs := flag.NewFlagSet("ipmi-cuse", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() {
@@ -90,6 +97,14 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	fs.DurationVar(&o.kcsWaitTimeout, "kcs-wait-timeout", kcs.DefaultWaitTimeout, "bound on one wait for the BMC (IBF/OBF) before error recovery")
 	fs.DurationVar(&o.kcsTxTimeout, "kcs-transaction-timeout", kcs.DefaultTransactionTimeout, "bound on one whole KCS transaction, recovery included")
 	fs.DurationVar(&o.probeInterval, "probe-interval", time.Second, "how often an unresponsive BMC is probed")
+	fs.BoolVar(&o.watchdog, "watchdog", false, "arm the BMC watchdog and pat it from the daemon (on the priority lane) while the daemon is healthy")
+	fs.StringVar(&o.watchdogDevice, "watchdog-device", "", "also serve a /dev/watchdog-compatible device with this `name` (e.g. watchdog) for watchdog daemons; excludes --watchdog")
+	fs.DurationVar(&o.watchdogTimeout, "watchdog-timeout", watchdog.DefaultTimeout, "BMC watchdog countdown")
+	fs.DurationVar(&o.watchdogPretimeout, "watchdog-pretimeout", 0, "how long before expiry the BMC raises the pre-timeout interrupt (0: none; whole seconds)")
+	action := fs.String("watchdog-action", "reset", "what the BMC does at expiry: `reset`, power-off, power-cycle or none")
+	preaction := fs.String("watchdog-preaction", "none", "pre-timeout interrupt: `none`, smi, nmi or msg-int (msg-int reaches the daemon, which logs it and runs --watchdog-pretimeout-exec)")
+	fs.BoolVar(&o.watchdogNoWayOut, "watchdog-nowayout", false, "never stop the BMC watchdog once started (not on shutdown, not on a magic close)")
+	fs.StringVar(&o.watchdogExec, "watchdog-pretimeout-exec", "", "shell `command` run on each watchdog pretimeout")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -118,6 +133,18 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	if o.device == "" || strings.ContainsAny(o.device, "/ \t\n\x00") {
 		return o, fmt.Errorf("--device %q is not a device name", o.device)
 	}
+	if o.watchdogAction, err = watchdog.ParseAction(*action); err != nil {
+		return o, fmt.Errorf("--watchdog-action: %w", err)
+	}
+	if o.watchdogPreAction, err = watchdog.ParsePreAction(*preaction); err != nil {
+		return o, fmt.Errorf("--watchdog-preaction: %w", err)
+	}
+	if o.watchdog && o.watchdogDevice != "" {
+		return o, errors.New("--watchdog and --watchdog-device drive the same BMC timer; choose one")
+	}
+	if o.watchdogDevice != "" && (o.watchdogDevice == o.device || strings.ContainsAny(o.watchdogDevice, "/ \t\n\x00")) {
+		return o, fmt.Errorf("--watchdog-device %q is not a usable device name", o.watchdogDevice)
+	}
 	if o.requestTimeout <= 0 || o.kcsWaitTimeout <= 0 || o.kcsTxTimeout <= 0 || o.probeInterval <= 0 {
 		return o, errors.New("timeouts and intervals must be positive")
 	}
@@ -141,63 +168,6 @@ func main() {
 		log.Error("ipmi-cuse stopped", "err", err)
 		os.Exit(1)
 	}
-}
-
-// run serves the device until ctx is cancelled.
-func run(ctx context.Context, o options, log *slog.Logger) error {
-	gid, err := lookupGroup(o.deviceGroup)
-	if err != nil {
-		return err
-	}
-	if err := checkNoKernelDriver(o.device); err != nil {
-		return err
-	}
-	port, what, closePort, err := openBMC(o, log)
-	if err != nil {
-		return err
-	}
-	defer closePort()
-
-	host := kcs.New(port, kcs.Config{
-		WaitTimeout:        o.kcsWaitTimeout,
-		TransactionTimeout: o.kcsTxTimeout,
-		Logger:             log,
-	})
-	engine := sched.New(host, sched.Config{ProbeInterval: o.probeInterval, Logger: log})
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), o.kcsTxTimeout+time.Second)
-		defer cancel()
-		if err := engine.Shutdown(sctx); err != nil {
-			log.Warn("engine shutdown", "err", err)
-		}
-	}()
-
-	dev := ioctl.NewDevice(ioctl.Config{
-		Submit:                   engine.Submit,
-		Logger:                   log,
-		PriorityWatchdogCommands: o.priorityWatchdog,
-		RequestTimeout:           o.requestTimeout,
-	})
-	srv := cuse.New(cuse.Config{
-		DevName: o.device,
-		Mode:    os.FileMode(o.deviceMode),
-		UID:     -1,
-		GID:     gid,
-		Logger:  log,
-	}, dev)
-	go func() {
-		select {
-		case <-srv.Ready():
-			log.Info("ipmi-cuse serving", "device", srv.DevPath(), "bmc", what,
-				"priority_watchdog_commands", o.priorityWatchdog)
-		case <-ctx.Done():
-		}
-	}()
-	if err := srv.Serve(ctx); err != nil {
-		return fmt.Errorf("serving /dev/%s: %w", o.device, err)
-	}
-	log.Info("ipmi-cuse stopped cleanly", "device", o.device)
-	return nil
 }
 
 // openBMC returns the KCS port to drive: the hardware's, or the embedded

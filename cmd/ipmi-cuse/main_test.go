@@ -6,6 +6,8 @@ import (
 	"io"
 	"testing"
 	"time"
+
+	"github.com/ipmi-cuse/ipmi-cuse/watchdog"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -38,6 +40,24 @@ func TestParseFlags(t *testing.T) {
 		{name: "bad level", args: []string{"--log-level", "loud"}, wantErr: true},
 		{name: "stray argument", args: []string{"now"}, wantErr: true},
 		{name: "negative timeout", args: []string{"--request-timeout", "-1s"}, wantErr: true},
+		{name: "watchdog", args: []string{"--watchdog", "--watchdog-timeout", "20s", "--watchdog-pretimeout", "10s",
+			"--watchdog-action", "power-cycle", "--watchdog-preaction", "msg-int", "--watchdog-nowayout", "--watchdog-pretimeout-exec", "logger hi"},
+			check: func(t *testing.T, o options) {
+				if !o.watchdog || o.watchdogTimeout != 20*time.Second || o.watchdogPretimeout != 10*time.Second ||
+					o.watchdogAction != watchdog.ActionPowerCycle || o.watchdogPreAction != watchdog.PreMsgInt ||
+					!o.watchdogNoWayOut || o.watchdogExec != "logger hi" {
+					t.Errorf("parsed = %+v", o)
+				}
+			}},
+		{name: "watchdog device", args: []string{"--watchdog-device", "watchdog0"}, check: func(t *testing.T, o options) {
+			if o.watchdog || o.watchdogDevice != "watchdog0" || o.watchdogAction != watchdog.ActionReset {
+				t.Errorf("parsed = %+v", o)
+			}
+		}},
+		{name: "both watchdog front-ends", args: []string{"--watchdog", "--watchdog-device", "watchdog"}, wantErr: true},
+		{name: "watchdog device named like ipmi device", args: []string{"--watchdog-device", "ipmi0"}, wantErr: true},
+		{name: "bad watchdog action", args: []string{"--watchdog-action", "explode"}, wantErr: true},
+		{name: "bad watchdog preaction", args: []string{"--watchdog-preaction", "irq"}, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -32,14 +32,23 @@ var demoCommands = [][]string{
 func main() {
 	mode := flag.String("mode", "auto", "how /dev/ipmi0 is served: shim, kernel, or auto (shim when cmd/ipmi-cuse exists)")
 	timeout := flag.Duration("timeout", 5*time.Minute, "kill the VM after this long")
+	daemonArgs := flag.String("args", "", "ipmi-cuse's flags in the guest, space-separated (default: none, as a sysadmin runs it)")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "Usage: demo [flags] [command args...]\n\n"+
+			"Boots the test VM and runs a few IPMI clients through /dev/ipmi0, or the one command given.\n\n")
+		flag.PrintDefaults()
+	}
 	flag.Parse()
-	if err := run(*mode, *timeout); err != nil {
+	if flag.NArg() > 0 {
+		demoCommands = [][]string{flag.Args()}
+	}
+	if err := run(*mode, *timeout, strings.Fields(*daemonArgs)); err != nil {
 		slog.Error("demo failed", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(mode string, timeout time.Duration) error {
+func run(mode string, timeout time.Duration, daemonArgs []string) error {
 	env, err := testbed.FindEnv()
 	if err != nil {
 		return err
@@ -68,6 +77,9 @@ func run(mode string, timeout time.Duration) error {
 			return err
 		default:
 			s.Script.Mode = testbed.ShimMode
+			if len(daemonArgs) > 0 {
+				s.Script.DaemonArgs = daemonArgs
+			}
 		}
 	case "kernel":
 		s.Script.Mode = testbed.KernelMode

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/ipmi-cuse/ipmi-cuse/cuse"
+	"github.com/ipmi-cuse/ipmi-cuse/ioctl"
+	"github.com/ipmi-cuse/ipmi-cuse/kcs"
+	"github.com/ipmi-cuse/ipmi-cuse/sched"
+	"github.com/ipmi-cuse/ipmi-cuse/watchdog"
+)
+
+// startupOwner is the engine owner of the daemon's own start-up requests;
+// it is below ioctl.OwnerBase and distinct from watchdog.DefaultOwner.
+const startupOwner sched.Owner = 1
+
+// run serves the devices until ctx is cancelled, then shuts down in order:
+// the devices stop taking requests, the built-in watchdog stops the BMC
+// timer (unless --watchdog-nowayout), and the engine completes what is left.
+func run(ctx context.Context, o options, log *slog.Logger) error {
+	gid, err := lookupGroup(o.deviceGroup)
+	if err != nil {
+		return err
+	}
+	if err := checkNoKernelDriver(o.device); err != nil {
+		return err
+	}
+	port, what, closePort, err := openBMC(o, log)
+	if err != nil {
+		return err
+	}
+	defer closePort()
+
+	host := kcs.New(port, kcs.Config{
+		WaitTimeout:        o.kcsWaitTimeout,
+		TransactionTimeout: o.kcsTxTimeout,
+		Logger:             log,
+	})
+	engine := sched.New(host, sched.Config{ProbeInterval: o.probeInterval, Logger: log})
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), o.kcsTxTimeout+time.Second)
+		defer cancel()
+		if err := engine.Shutdown(sctx); err != nil {
+			log.Warn("engine shutdown", "err", err)
+		}
+	}()
+
+	id, err := getDeviceID(ctx, engine, o.kcsTxTimeout+time.Second)
+	if err != nil {
+		return fmt.Errorf("the BMC (%s) does not answer Get Device ID: %w", what, err)
+	}
+
+	dev := ioctl.NewDevice(ioctl.Config{
+		Submit:                   engine.Submit,
+		Logger:                   log,
+		PriorityWatchdogCommands: o.priorityWatchdog,
+		RequestTimeout:           o.requestTimeout,
+	})
+	servers := []*cuse.Server{cuse.New(cuse.Config{
+		DevName: o.device,
+		Mode:    os.FileMode(o.deviceMode),
+		UID:     -1,
+		GID:     gid,
+		Logger:  log,
+	}, dev)}
+
+	var wd *watchdog.Watchdog
+	if o.watchdog || o.watchdogDevice != "" {
+		wd, err = watchdog.New(watchdog.Config{
+			Submit:         engine.Submit,
+			Timeout:        o.watchdogTimeout,
+			Pretimeout:     o.watchdogPretimeout,
+			Action:         o.watchdogAction,
+			PreAction:      o.watchdogPreAction,
+			NoWayOut:       o.watchdogNoWayOut,
+			IPMI10:         id.ipmiVersion < 0x15,
+			Healthy:        func() bool { return engine.Stats().Healthy },
+			PretimeoutExec: o.watchdogExec,
+			Logger:         log,
+		})
+		if err != nil {
+			return fmt.Errorf("watchdog: %w", err)
+		}
+		defer wd.Close()
+		if o.watchdogDevice != "" {
+			servers = append(servers, cuse.New(cuse.Config{DevName: o.watchdogDevice, UID: -1, GID: -1, Logger: log}, wd))
+		}
+	}
+
+	// The built-in patter gets its own context: it must stop the BMC timer
+	// while the engine still runs, after the devices are gone.
+	wdCtx, stopWD := context.WithCancel(context.Background())
+	defer stopWD()
+	var wdDone chan error
+	if o.watchdog {
+		wdDone = make(chan error, 1)
+		go func() { wdDone <- wd.Run(wdCtx) }()
+	}
+
+	serveCtx, stopServing := context.WithCancel(ctx)
+	defer stopServing()
+	errs := make(chan error, len(servers))
+	var wg sync.WaitGroup
+	for _, srv := range servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(serveCtx); err != nil {
+				errs <- fmt.Errorf("serving %s: %w", srv.DevPath(), err)
+				stopServing() // one device failing takes the daemon down
+			}
+		}()
+	}
+	if waitReady(serveCtx, servers) {
+		paths := make([]string, len(servers))
+		for i, srv := range servers {
+			paths[i] = srv.DevPath()
+		}
+		log.Info("ipmi-cuse serving", "devices", paths, "bmc", what,
+			"bmc_ipmi_version", fmt.Sprintf("%d.%d", id.ipmiVersion>>4, id.ipmiVersion&0xF),
+			"priority_watchdog_commands", o.priorityWatchdog, "watchdog", o.watchdog,
+			"watchdog_timeout", o.watchdogTimeout)
+	}
+	wg.Wait()
+	close(errs)
+	err = errors.Join(collect(errs)...)
+
+	if wdDone != nil {
+		stopWD()
+		if werr := <-wdDone; werr != nil && !errors.Is(werr, context.Canceled) {
+			log.Error("stopping the BMC watchdog", "err", werr)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	log.Info("ipmi-cuse stopped cleanly")
+	return nil
+}
+
+// waitReady waits until every server has been accepted by the kernel, or
+// ctx ends (a server failed or the daemon is stopping).
+func waitReady(ctx context.Context, servers []*cuse.Server) bool {
+	for _, srv := range servers {
+		select {
+		case <-srv.Ready():
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
+}
+
+// collect drains a closed error channel.
+func collect(errs <-chan error) []error {
+	var out []error
+	for err := range errs {
+		out = append(out, err)
+	}
+	return out
+}
+
+// deviceID is what the daemon needs from Get Device ID.
+type deviceID struct {
+	// ipmiVersion is major<<4 | minor (0x15 for IPMI 1.5, 0x20 for 2.0).
+	ipmiVersion uint8
+}
+
+// getDeviceID asks the BMC for its device ID through the engine, as the
+// kernel's ipmi_si does before it registers an interface: a BMC that does
+// not answer is not served.
+func getDeviceID(ctx context.Context, engine *sched.Engine, timeout time.Duration) (deviceID, error) {
+	resp, err := transact(ctx, engine, []byte{0x06 << 2, 0x01}, timeout)
+	if err != nil {
+		return deviceID{}, err
+	}
+	if len(resp) < 3 || resp[2] != 0 {
+		return deviceID{}, fmt.Errorf("response % x", resp)
+	}
+	if len(resp) < 3+5 {
+		return deviceID{}, fmt.Errorf("response too short: % x", resp)
+	}
+	// Byte 5 of the data is the IPMI version, BCD with the major version in
+	// the low nibble (0x02 = 2.0, 0x51 = 1.5).
+	v := resp[3+4]
+	return deviceID{ipmiVersion: (v&0x0F)<<4 | v>>4}, nil
+}
+
+// transact runs one request through the engine and waits for it.
+func transact(ctx context.Context, engine *sched.Engine, msg []byte, timeout time.Duration) ([]byte, error) {
+	done := make(chan *sched.Request, 1)
+	r := &sched.Request{
+		Owner:    startupOwner,
+		Lane:     sched.LaneNormal,
+		Deadline: time.Now().Add(timeout),
+		Msg:      msg,
+		Resp:     make([]byte, 0, 300),
+		Done:     func(r *sched.Request) { done <- r },
+	}
+	if err := engine.Submit(r); err != nil {
+		return nil, err
+	}
+	select {
+	case r := <-done:
+		return r.Resp, r.Err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
