@@ -84,13 +84,16 @@ type stack struct {
 	dev   *ioctl.Device
 	h     *Handler
 	warns *warnCounter
+	atn   bool // the engine handles ATN with the BMC's real SMS_ATN
 }
 
 type stackOpts struct {
-	noAttention bool     // no ATN hooks: only polling finds events
+	noAttention bool // no ATN hooks: only polling finds events
 	bmc         bmcsim.Config
 	override    func(msg, resp []byte) ([]byte, bool)
 	autoTick    time.Duration // 0: ticks only by hand (h.tick)
+	attention   func() bool   // replaces the KCS SMS_ATN check
+	onPretime   func()
 }
 
 func newStack(t *testing.T, o stackOpts) *stack {
@@ -99,7 +102,7 @@ func newStack(t *testing.T, o stackOpts) *stack {
 	if o.bmc.Logger == nil {
 		o.bmc.Logger = quiet
 	}
-	s := &stack{t: t, warns: &warnCounter{}}
+	s := &stack{t: t, warns: &warnCounter{}, atn: !o.noAttention && o.attention == nil}
 	s.bmc = bmcsim.New(o.bmc)
 	s.host = kcs.New(kcsbmc.New(s.bmc), kcs.Config{WaitTimeout: 2 * time.Second, TransactionTimeout: 5 * time.Second, Logger: quiet})
 	s.rec = &recTransport{t: s.host, override: o.override}
@@ -107,10 +110,13 @@ func newStack(t *testing.T, o stackOpts) *stack {
 	if tick == 0 {
 		tick = time.Hour
 	}
-	s.h = New(Config{Logger: slog.New(s.warns), TickInterval: tick, OnPretimeout: nil})
+	s.h = New(Config{Logger: slog.New(s.warns), TickInterval: tick, OnPretimeout: o.onPretime})
 	scfg := sched.Config{Logger: quiet, AttentionInterval: 2 * time.Millisecond}
 	if !o.noAttention {
 		scfg.Attention = AttentionCheck(s.host)
+		if o.attention != nil {
+			scfg.Attention = o.attention
+		}
 		scfg.OnAttention = s.h.HandleAttention
 	}
 	s.eng = sched.New(s.rec, scfg)
@@ -166,11 +172,13 @@ func receive(t *testing.T, c *iotest.Client) iotest.Received {
 }
 
 // settle lets the engine finish what is queued and the BMC's attention
-// drain: the engine is idle, the BMC shows no flag, and a probe request
+// drain: the BMC shows no flag (when the engine handles ATN), and a request
 // submitted now completes (so anything submitted before it has too).
 func (s *stack) settle() {
 	s.t.Helper()
-	waitFor(s.t, "BMC attention to clear", func() bool { return !s.bmc.Attention() })
+	if s.atn {
+		waitFor(s.t, "BMC attention to clear", func() bool { return !s.bmc.Attention() })
+	}
 	done := make(chan struct{})
 	r := &sched.Request{Owner: 7, Deadline: time.Now().Add(waitLong), Msg: []byte{netFnApp << 2, cmdGetDeviceID},
 		Resp: make([]byte, 0, 32), Done: func(*sched.Request) { close(done) }}
