@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipmi-cuse/ipmi-cuse/cuse"
 	"github.com/ipmi-cuse/ipmi-cuse/ioctl"
 	"github.com/ipmi-cuse/ipmi-cuse/kcs"
+	"github.com/ipmi-cuse/ipmi-cuse/msghandler"
 	"github.com/ipmi-cuse/ipmi-cuse/sched"
 	"github.com/ipmi-cuse/ipmi-cuse/watchdog"
 )
@@ -42,7 +44,26 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		TransactionTimeout: o.kcsTxTimeout,
 		Logger:             log,
 	})
-	engine := sched.New(host, sched.Config{ProbeInterval: o.probeInterval, Logger: log})
+	// The watchdog is created once the engine runs, but a pretimeout can
+	// be seen by the attention handler (on the engine goroutine) at any
+	// time: hand it over through an atomic pointer.
+	var wdPtr atomic.Pointer[watchdog.Watchdog]
+	handler := msghandler.New(msghandler.Config{
+		Logger: log,
+		OnPretimeout: func() {
+			if wd := wdPtr.Load(); wd != nil {
+				wd.Pretimeout()
+				return
+			}
+			log.Error("BMC watchdog pretimeout: the BMC watchdog is armed by someone else and nobody patted it in time")
+		},
+	})
+	engine := sched.New(host, sched.Config{
+		ProbeInterval: o.probeInterval,
+		Logger:        log,
+		Attention:     msghandler.AttentionCheck(host),
+		OnAttention:   handler.HandleAttention,
+	})
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), o.kcsTxTimeout+time.Second)
 		defer cancel()
@@ -61,7 +82,15 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		Logger:                   log,
 		PriorityWatchdogCommands: o.priorityWatchdog,
 		RequestTimeout:           o.requestTimeout,
+		Bridge:                   handler,
 	})
+	// As ipmi_si and ipmi_msghandler do at registration: enable the event
+	// message buffer, clear a stale pretimeout flag, scan the channels.
+	// A failed step leaves that feature off (logged), not the device.
+	if err := handler.Start(ctx, engine.Submit, dev); err != nil {
+		log.Warn("message handler start-up incomplete: IPMB/LAN bridging or events may be unavailable", "err", err)
+	}
+	defer handler.Close()
 	servers := []*cuse.Server{cuse.New(cuse.Config{
 		DevName: o.device,
 		Mode:    os.FileMode(o.deviceMode),
@@ -88,6 +117,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 			return fmt.Errorf("watchdog: %w", err)
 		}
 		defer wd.Close()
+		wdPtr.Store(wd)
 		if o.watchdogDevice != "" {
 			servers = append(servers, cuse.New(cuse.Config{DevName: o.watchdogDevice, UID: -1, GID: -1, Logger: log}, wd))
 		}
