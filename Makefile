@@ -6,7 +6,7 @@ GO ?= go
 STATICCHECK_VERSION ?= v0.8.2
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 
-.PHONY: test lint unit staticcheck provision vm demo
+.PHONY: test lint unit staticcheck provision vm demo bench-vm
 
 test: lint unit vm
 
@@ -35,6 +35,13 @@ provision:
 vm: provision
 	@log=$$(mktemp); IPMI_CUSE_VM=1 $(GO) test -count=1 -timeout $(VM_TIMEOUT) -v ./integration/... >$$log 2>&1; rc=$$?; \
 	grep -v -e '^=== ' -e '^        --- PASS' $$log; rm -f $$log; exit $$rc
+
+# Get Device ID round trips through the kernel driver and through ipmi-cuse
+# on QEMU's BMC (one boot per mode), depth 1 and 8, as a markdown table with
+# the shim/kernel ratio. Not part of `make test`. IPMI_CUSE_BENCH_N=N sets
+# the requests per row (default 1000).
+bench-vm: provision
+	IPMI_CUSE_VM=1 IPMI_CUSE_BENCH=1 $(GO) test -count=1 -timeout $(VM_TIMEOUT) -run '^TestBenchVM$$' -v ./integration/
 
 # Boots the VM, serves /dev/ipmi0 with ipmi-cuse and runs a few clients.
 demo: provision

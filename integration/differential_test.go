@@ -83,9 +83,15 @@ func (k bmcKind) String() string {
 // simulated BMC's logs).
 func boot(t *testing.T, env *testbed.Env, kind bmcKind, mode testbed.Mode, daemonPath string, cmds []testbed.Command) *testbed.Output {
 	t.Helper()
+	return bootWith(t, env, kind, mode, daemonPath, cmds, nil)
+}
+
+// bootWith is boot with extra guest binaries (guest path → host path).
+func bootWith(t *testing.T, env *testbed.Env, kind bmcKind, mode testbed.Mode, daemonPath string, cmds []testbed.Command, bins map[string]string) *testbed.Output {
+	t.Helper()
 	dir := t.TempDir()
 	s := &testbed.Session{
-		Env: env, Commands: cmds, Daemon: daemonPath, Dir: dir, Timeout: bootTimeout,
+		Env: env, Commands: cmds, Daemon: daemonPath, Dir: dir, Timeout: bootTimeout, GuestBins: bins,
 		Script: testbed.ScriptOptions{Mode: mode, DaemonArgs: daemonArgs(kind)},
 	}
 	var sim *testbed.SimBMC

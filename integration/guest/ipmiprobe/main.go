@@ -1,0 +1,207 @@
+// Command ipmiprobe runs inside the testbed's guest (built static and added
+// with testbed.Session.GuestBins) and exercises /dev/ipmi0 directly, so
+// the kernel driver and ipmi-cuse can be compared on things no packaged
+// client does:
+//
+//	ipmiprobe uroot              u-root's pkg/ipmi client: Get Device ID, chassis, SEL, watchdog, raw
+//	ipmiprobe badinput           raw ioctls with bad pointers, lengths, addresses, floods, dying clients
+//	ipmiprobe bench -n N -depth D  Get Device ID round trips, D outstanding at a time
+//
+// Every line on stdout is "case: result" and is meant to be identical in
+// both modes; lines on stderr start with "info:" and carry what may differ
+// (timings, the daemon's /proc figures).
+package main
+
+import (
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ipmi-cuse/ipmi-cuse/ioctl"
+)
+
+const devPath = "/dev/ipmi0"
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: ipmiprobe uroot|badinput|bench|child [flags]")
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "uroot":
+		err = runURoot()
+	case "badinput":
+		err = runBadInput()
+	case "bench":
+		err = runBench(os.Args[2:])
+	case "child":
+		err = runChild(os.Args[2:])
+	default:
+		err = fmt.Errorf("unknown subcommand %q", os.Args[1])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ipmiprobe:", err)
+		os.Exit(1)
+	}
+}
+
+// Layout of the arena: page 0 holds the ioctl argument structs and address
+// buffers, page 1 data buffers, page 2 has no access at all and page 3 is
+// read-only, so "bad pointer" cases point at memory that is mapped but
+// unreadable, or readable but not writable, not only at NULL; and a struct
+// at the end of page 1 straddles into the no-access page.
+const (
+	pageSize   = 4096
+	offReq     = 0    // struct ipmi_req / ipmi_req_settime (48)
+	offAddr    = 64   // the address a request is sent to (40)
+	offRecv    = 128  // struct ipmi_recv (48)
+	offRecvAdr = 192  // the address buffer RECEIVE writes (40)
+	offArg     = 256  // small arguments (int, cmdspec, timing parms)
+	offArg2    = 320  // a second small argument
+	offData    = 4096 // request data (up to 300 bytes)
+	offRData   = 4608 // reply data buffer
+	offNone    = 2 * pageSize
+	offRO      = 3 * pageSize
+)
+
+// arena is off-heap memory whose user addresses are passed to the ioctls.
+type arena struct {
+	b    []byte
+	base uintptr
+}
+
+func newArena() (*arena, error) {
+	b, err := unix.Mmap(-1, 0, 4*pageSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return nil, fmt.Errorf("mmap arena: %w", err)
+	}
+	if err := unix.Mprotect(b[offRO:], unix.PROT_READ); err != nil {
+		return nil, fmt.Errorf("mprotect read-only page: %w", err)
+	}
+	if err := unix.Mprotect(b[offNone:offNone+pageSize], unix.PROT_NONE); err != nil {
+		return nil, fmt.Errorf("mprotect no-access page: %w", err)
+	}
+	return &arena{b: b, base: uintptr(unsafe.Pointer(&b[0]))}, nil
+}
+
+// at returns the user address of offset off.
+func (a *arena) at(off int) uintptr { return a.base + uintptr(off) }
+
+// put copies data to offset off and returns its user address.
+func (a *arena) put(off int, data []byte) uintptr {
+	copy(a.b[off:], data)
+	return a.at(off)
+}
+
+// sysAddr is the system-interface address every well-formed request uses.
+func sysAddr(lun uint8) []byte {
+	return ioctl.SystemInterfaceAddr{AddrType: ioctl.SystemInterfaceAddrType, Channel: ioctl.BMCChannel, LUN: lun}.Encode()
+}
+
+// ioctlRaw issues one ioctl and returns its errno (0 on success).
+func ioctlRaw(fd int, cmd, arg uintptr) syscall.Errno {
+	_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), cmd, arg)
+	return e
+}
+
+// errName is "ok" or the errno's C name.
+func errName(e syscall.Errno) string {
+	if e == 0 {
+		return "ok"
+	}
+	if n := unix.ErrnoName(e); n != "" {
+		return n
+	}
+	return fmt.Sprintf("errno %d", int(e))
+}
+
+func openDev() (int, error) {
+	fd, err := unix.Open(devPath, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open %s: %w", devPath, err)
+	}
+	return fd, nil
+}
+
+// send queues one system-interface request for netfn/cmd with data (nil:
+// a NULL data pointer) and msgid, through the arena.
+func (a *arena) send(fd int, netfn, cmd uint8, data []byte, msgid int64) syscall.Errno {
+	req := ioctl.Req{AddrLen: ioctl.SizeofSystemInterface, MsgID: msgid, Msg: ioctl.Msg{NetFn: netfn, Cmd: cmd, DataLen: uint16(len(data))}}
+	req.Addr = uint64(a.put(offAddr, sysAddr(0)))
+	if data != nil {
+		req.Msg.Data = uint64(a.put(offData, data))
+	}
+	return ioctlRaw(fd, ioctl.IoctlSendCommand, a.put(offReq, req.Encode()))
+}
+
+// reply is what one RECEIVE returned.
+type reply struct {
+	errno syscall.Errno
+	recv  ioctl.Recv // the struct as read back from user memory
+	addr  []byte     // the address buffer's first 8 bytes afterwards
+	data  []byte     // the reply data (recv.Msg.DataLen bytes, at most the buffer)
+}
+
+func (r reply) String() string {
+	if r.errno != 0 && r.errno != unix.EMSGSIZE {
+		return errName(r.errno)
+	}
+	return fmt.Sprintf("%s type=%d msgid=%d netfn=%#02x cmd=%#02x addr_len=%d addr=% x data_len=%d data=% x",
+		errName(r.errno), r.recv.RecvType, r.recv.MsgID, r.recv.Msg.NetFn, r.recv.Msg.Cmd, r.recv.AddrLen, r.addr, r.recv.Msg.DataLen, r.data)
+}
+
+// receive runs RECEIVE_MSG(_TRUNC) with an address buffer of addrLen and a
+// data buffer of dataLen, both in the arena, after poisoning the struct's
+// output fields so a struct that is not written back shows.
+func (a *arena) receive(fd int, cmd uintptr, addrLen uint32, dataLen uint16) reply {
+	for i := range 40 {
+		a.b[offRecvAdr+i] = 0xEE
+	}
+	r := ioctl.Recv{RecvType: -7, Addr: uint64(a.at(offRecvAdr)), AddrLen: addrLen, MsgID: -7,
+		Msg: ioctl.Msg{NetFn: 0xEE, Cmd: 0xEE, DataLen: dataLen, Data: uint64(a.at(offRData))}}
+	e := ioctlRaw(fd, cmd, a.put(offRecv, r.Encode()))
+	out, _ := ioctl.DecodeRecv(a.b[offRecv : offRecv+ioctl.SizeofRecv])
+	rep := reply{errno: e, recv: out, addr: append([]byte(nil), a.b[offRecvAdr:offRecvAdr+8]...)}
+	n := min(int(out.Msg.DataLen), int(dataLen))
+	rep.data = append([]byte(nil), a.b[offRData:offRData+n]...)
+	return rep
+}
+
+// waitReadable polls fd for POLLIN up to timeout and returns the revents.
+func waitReadable(fd int, timeout time.Duration) (int16, error) {
+	p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(p, int(timeout/time.Millisecond))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("poll: %w", err)
+		}
+		if n == 0 {
+			return 0, nil
+		}
+		return p[0].Revents, nil
+	}
+}
+
+// roundTrip sends Get Device ID with msgid and waits for its reply.
+func (a *arena) roundTrip(fd int, msgid int64) reply {
+	if e := a.send(fd, ioctl.NetFnApp, 0x01, nil, msgid); e != 0 {
+		return reply{errno: e}
+	}
+	return a.await(fd)
+}
+
+// await waits up to 10 s for a message and receives it with roomy buffers.
+func (a *arena) await(fd int) reply {
+	if rev, err := waitReadable(fd, 10*time.Second); err != nil || rev&unix.POLLIN == 0 {
+		return reply{errno: unix.ETIMEDOUT}
+	}
+	return a.receive(fd, ioctl.IoctlReceiveMsgTrunc, ioctl.SizeofAddr, 300)
+}
