@@ -4,28 +4,18 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/ipmi-cuse/ipmi-cuse/internal/ioc"
 )
 
 // ErrShort is returned by the decoders when the input is shorter than the
 // struct being decoded.
 var ErrShort = errors.New("ioctl: buffer shorter than struct")
 
-// _IOC encoding on x86-64 (include/uapi/asm-generic/ioctl.h).
-const (
-	iocWrite = 1 // _IOC_WRITE
-	iocRead  = 2 // _IOC_READ
-
-	iocNRShift   = 0
-	iocTypeShift = 8
-	iocSizeShift = 16
-	iocDirShift  = 30
-)
-
 // IOC builds an ioctl command number from its parts, like the C _IOC macro:
-// dir<<30 | size<<16 | typ<<8 | nr.
-func IOC(dir, typ, nr, size uint32) uint32 {
-	return dir<<iocDirShift | size<<iocSizeShift | typ<<iocTypeShift | nr<<iocNRShift
-}
+// dir<<30 | size<<16 | typ<<8 | nr. The encoding itself lives in
+// internal/ioc, shared with the watchdog ABI.
+func IOC(dir, typ, nr, size uint32) uint32 { return ioc.IOC(dir, typ, nr, size) }
 
 // IOCMagic is IPMI_IOC_MAGIC, the ioctl type byte 'i' of every IPMICTL command.
 const IOCMagic = 'i'
@@ -59,31 +49,31 @@ const (
 // IPMICTL_* command numbers on x86-64. Note the inverted directions: most
 // commands are declared _IOR although the kernel reads the argument.
 const (
-	IoctlReceiveMsgTrunc          = (iocRead|iocWrite)<<iocDirShift | SizeofRecv<<iocSizeShift | IOCMagic<<iocTypeShift | 11       // IPMICTL_RECEIVE_MSG_TRUNC, _IOWR
-	IoctlReceiveMsg               = (iocRead|iocWrite)<<iocDirShift | SizeofRecv<<iocSizeShift | IOCMagic<<iocTypeShift | 12       // IPMICTL_RECEIVE_MSG, _IOWR
-	IoctlSendCommand              = iocRead<<iocDirShift | SizeofReq<<iocSizeShift | IOCMagic<<iocTypeShift | 13                   // IPMICTL_SEND_COMMAND, _IOR
-	IoctlRegisterForCmd           = iocRead<<iocDirShift | SizeofCmdSpec<<iocSizeShift | IOCMagic<<iocTypeShift | 14               // IPMICTL_REGISTER_FOR_CMD, _IOR
-	IoctlUnregisterForCmd         = iocRead<<iocDirShift | SizeofCmdSpec<<iocSizeShift | IOCMagic<<iocTypeShift | 15               // IPMICTL_UNREGISTER_FOR_CMD, _IOR
-	IoctlSetGetsEvents            = iocRead<<iocDirShift | SizeofInt<<iocSizeShift | IOCMagic<<iocTypeShift | 16                   // IPMICTL_SET_GETS_EVENTS_CMD, _IOR int
-	IoctlSetMyAddress             = iocRead<<iocDirShift | SizeofInt<<iocSizeShift | IOCMagic<<iocTypeShift | 17                   // IPMICTL_SET_MY_ADDRESS_CMD, _IOR uint
-	IoctlGetMyAddress             = iocRead<<iocDirShift | SizeofInt<<iocSizeShift | IOCMagic<<iocTypeShift | 18                   // IPMICTL_GET_MY_ADDRESS_CMD, _IOR uint
-	IoctlSetMyLUN                 = iocRead<<iocDirShift | SizeofInt<<iocSizeShift | IOCMagic<<iocTypeShift | 19                   // IPMICTL_SET_MY_LUN_CMD, _IOR uint
-	IoctlGetMyLUN                 = iocRead<<iocDirShift | SizeofInt<<iocSizeShift | IOCMagic<<iocTypeShift | 20                   // IPMICTL_GET_MY_LUN_CMD, _IOR uint
-	IoctlSendCommandSettime       = iocRead<<iocDirShift | SizeofReqSettime<<iocSizeShift | IOCMagic<<iocTypeShift | 21            // IPMICTL_SEND_COMMAND_SETTIME, _IOR
-	IoctlSetTimingParms           = iocRead<<iocDirShift | SizeofTimingParms<<iocSizeShift | IOCMagic<<iocTypeShift | 22           // IPMICTL_SET_TIMING_PARMS_CMD, _IOR
-	IoctlGetTimingParms           = iocRead<<iocDirShift | SizeofTimingParms<<iocSizeShift | IOCMagic<<iocTypeShift | 23           // IPMICTL_GET_TIMING_PARMS_CMD, _IOR
-	IoctlSetMyChannelAddress      = iocRead<<iocDirShift | SizeofChannelLUNAddrSet<<iocSizeShift | IOCMagic<<iocTypeShift | 24     // IPMICTL_SET_MY_CHANNEL_ADDRESS_CMD, _IOR
-	IoctlGetMyChannelAddress      = iocRead<<iocDirShift | SizeofChannelLUNAddrSet<<iocSizeShift | IOCMagic<<iocTypeShift | 25     // IPMICTL_GET_MY_CHANNEL_ADDRESS_CMD, _IOR
-	IoctlSetMyChannelLUN          = iocRead<<iocDirShift | SizeofChannelLUNAddrSet<<iocSizeShift | IOCMagic<<iocTypeShift | 26     // IPMICTL_SET_MY_CHANNEL_LUN_CMD, _IOR
-	IoctlGetMyChannelLUN          = iocRead<<iocDirShift | SizeofChannelLUNAddrSet<<iocSizeShift | IOCMagic<<iocTypeShift | 27     // IPMICTL_GET_MY_CHANNEL_LUN_CMD, _IOR
-	IoctlRegisterForCmdChans      = iocRead<<iocDirShift | SizeofCmdSpecChans<<iocSizeShift | IOCMagic<<iocTypeShift | 28          // IPMICTL_REGISTER_FOR_CMD_CHANS, _IOR
-	IoctlUnregisterForCmdChans    = iocRead<<iocDirShift | SizeofCmdSpecChans<<iocSizeShift | IOCMagic<<iocTypeShift | 29          // IPMICTL_UNREGISTER_FOR_CMD_CHANS, _IOR
-	IoctlGetMaintenanceMode       = iocRead<<iocDirShift | SizeofInt<<iocSizeShift | IOCMagic<<iocTypeShift | 30                   // IPMICTL_GET_MAINTENANCE_MODE_CMD, _IOR int
-	IoctlSetMaintenanceMode       = iocWrite<<iocDirShift | SizeofInt<<iocSizeShift | IOCMagic<<iocTypeShift | 31                  // IPMICTL_SET_MAINTENANCE_MODE_CMD, _IOW int
-	IoctlCompatSendCommand        = iocRead<<iocDirShift | SizeofCompatReq<<iocSizeShift | IOCMagic<<iocTypeShift | 13             // COMPAT_IPMICTL_SEND_COMMAND
-	IoctlCompatSendCommandSettime = iocRead<<iocDirShift | SizeofCompatReqSettime<<iocSizeShift | IOCMagic<<iocTypeShift | 21      // COMPAT_IPMICTL_SEND_COMMAND_SETTIME
-	IoctlCompatReceiveMsg         = (iocRead|iocWrite)<<iocDirShift | SizeofCompatRecv<<iocSizeShift | IOCMagic<<iocTypeShift | 12 // COMPAT_IPMICTL_RECEIVE_MSG
-	IoctlCompatReceiveMsgTrunc    = (iocRead|iocWrite)<<iocDirShift | SizeofCompatRecv<<iocSizeShift | IOCMagic<<iocTypeShift | 11 // COMPAT_IPMICTL_RECEIVE_MSG_TRUNC
+	IoctlReceiveMsgTrunc          = (ioc.Read|ioc.Write)<<ioc.DirShift | SizeofRecv<<ioc.SizeShift | IOCMagic<<ioc.TypeShift | 11       // IPMICTL_RECEIVE_MSG_TRUNC, _IOWR
+	IoctlReceiveMsg               = (ioc.Read|ioc.Write)<<ioc.DirShift | SizeofRecv<<ioc.SizeShift | IOCMagic<<ioc.TypeShift | 12       // IPMICTL_RECEIVE_MSG, _IOWR
+	IoctlSendCommand              = ioc.Read<<ioc.DirShift | SizeofReq<<ioc.SizeShift | IOCMagic<<ioc.TypeShift | 13                    // IPMICTL_SEND_COMMAND, _IOR
+	IoctlRegisterForCmd           = ioc.Read<<ioc.DirShift | SizeofCmdSpec<<ioc.SizeShift | IOCMagic<<ioc.TypeShift | 14                // IPMICTL_REGISTER_FOR_CMD, _IOR
+	IoctlUnregisterForCmd         = ioc.Read<<ioc.DirShift | SizeofCmdSpec<<ioc.SizeShift | IOCMagic<<ioc.TypeShift | 15                // IPMICTL_UNREGISTER_FOR_CMD, _IOR
+	IoctlSetGetsEvents            = ioc.Read<<ioc.DirShift | SizeofInt<<ioc.SizeShift | IOCMagic<<ioc.TypeShift | 16                    // IPMICTL_SET_GETS_EVENTS_CMD, _IOR int
+	IoctlSetMyAddress             = ioc.Read<<ioc.DirShift | SizeofInt<<ioc.SizeShift | IOCMagic<<ioc.TypeShift | 17                    // IPMICTL_SET_MY_ADDRESS_CMD, _IOR uint
+	IoctlGetMyAddress             = ioc.Read<<ioc.DirShift | SizeofInt<<ioc.SizeShift | IOCMagic<<ioc.TypeShift | 18                    // IPMICTL_GET_MY_ADDRESS_CMD, _IOR uint
+	IoctlSetMyLUN                 = ioc.Read<<ioc.DirShift | SizeofInt<<ioc.SizeShift | IOCMagic<<ioc.TypeShift | 19                    // IPMICTL_SET_MY_LUN_CMD, _IOR uint
+	IoctlGetMyLUN                 = ioc.Read<<ioc.DirShift | SizeofInt<<ioc.SizeShift | IOCMagic<<ioc.TypeShift | 20                    // IPMICTL_GET_MY_LUN_CMD, _IOR uint
+	IoctlSendCommandSettime       = ioc.Read<<ioc.DirShift | SizeofReqSettime<<ioc.SizeShift | IOCMagic<<ioc.TypeShift | 21             // IPMICTL_SEND_COMMAND_SETTIME, _IOR
+	IoctlSetTimingParms           = ioc.Read<<ioc.DirShift | SizeofTimingParms<<ioc.SizeShift | IOCMagic<<ioc.TypeShift | 22            // IPMICTL_SET_TIMING_PARMS_CMD, _IOR
+	IoctlGetTimingParms           = ioc.Read<<ioc.DirShift | SizeofTimingParms<<ioc.SizeShift | IOCMagic<<ioc.TypeShift | 23            // IPMICTL_GET_TIMING_PARMS_CMD, _IOR
+	IoctlSetMyChannelAddress      = ioc.Read<<ioc.DirShift | SizeofChannelLUNAddrSet<<ioc.SizeShift | IOCMagic<<ioc.TypeShift | 24      // IPMICTL_SET_MY_CHANNEL_ADDRESS_CMD, _IOR
+	IoctlGetMyChannelAddress      = ioc.Read<<ioc.DirShift | SizeofChannelLUNAddrSet<<ioc.SizeShift | IOCMagic<<ioc.TypeShift | 25      // IPMICTL_GET_MY_CHANNEL_ADDRESS_CMD, _IOR
+	IoctlSetMyChannelLUN          = ioc.Read<<ioc.DirShift | SizeofChannelLUNAddrSet<<ioc.SizeShift | IOCMagic<<ioc.TypeShift | 26      // IPMICTL_SET_MY_CHANNEL_LUN_CMD, _IOR
+	IoctlGetMyChannelLUN          = ioc.Read<<ioc.DirShift | SizeofChannelLUNAddrSet<<ioc.SizeShift | IOCMagic<<ioc.TypeShift | 27      // IPMICTL_GET_MY_CHANNEL_LUN_CMD, _IOR
+	IoctlRegisterForCmdChans      = ioc.Read<<ioc.DirShift | SizeofCmdSpecChans<<ioc.SizeShift | IOCMagic<<ioc.TypeShift | 28           // IPMICTL_REGISTER_FOR_CMD_CHANS, _IOR
+	IoctlUnregisterForCmdChans    = ioc.Read<<ioc.DirShift | SizeofCmdSpecChans<<ioc.SizeShift | IOCMagic<<ioc.TypeShift | 29           // IPMICTL_UNREGISTER_FOR_CMD_CHANS, _IOR
+	IoctlGetMaintenanceMode       = ioc.Read<<ioc.DirShift | SizeofInt<<ioc.SizeShift | IOCMagic<<ioc.TypeShift | 30                    // IPMICTL_GET_MAINTENANCE_MODE_CMD, _IOR int
+	IoctlSetMaintenanceMode       = ioc.Write<<ioc.DirShift | SizeofInt<<ioc.SizeShift | IOCMagic<<ioc.TypeShift | 31                   // IPMICTL_SET_MAINTENANCE_MODE_CMD, _IOW int
+	IoctlCompatSendCommand        = ioc.Read<<ioc.DirShift | SizeofCompatReq<<ioc.SizeShift | IOCMagic<<ioc.TypeShift | 13              // COMPAT_IPMICTL_SEND_COMMAND
+	IoctlCompatSendCommandSettime = ioc.Read<<ioc.DirShift | SizeofCompatReqSettime<<ioc.SizeShift | IOCMagic<<ioc.TypeShift | 21       // COMPAT_IPMICTL_SEND_COMMAND_SETTIME
+	IoctlCompatReceiveMsg         = (ioc.Read|ioc.Write)<<ioc.DirShift | SizeofCompatRecv<<ioc.SizeShift | IOCMagic<<ioc.TypeShift | 12 // COMPAT_IPMICTL_RECEIVE_MSG
+	IoctlCompatReceiveMsgTrunc    = (ioc.Read|ioc.Write)<<ioc.DirShift | SizeofCompatRecv<<ioc.SizeShift | IOCMagic<<ioc.TypeShift | 11 // COMPAT_IPMICTL_RECEIVE_MSG_TRUNC
 )
 
 // Address types (ipmi_addr.addr_type).

@@ -3,6 +3,8 @@ package watchdog
 import (
 	"encoding/binary"
 	"errors"
+
+	"github.com/ipmi-cuse/ipmi-cuse/internal/ioc"
 )
 
 // This file declares the Linux watchdog userspace ABI
@@ -14,21 +16,10 @@ import (
 // value being decoded.
 var ErrShort = errors.New("watchdog: buffer shorter than the ioctl argument")
 
-// _IOC encoding on x86-64 (include/uapi/asm-generic/ioctl.h).
-const (
-	iocWrite = 1 // _IOC_WRITE
-	iocRead  = 2 // _IOC_READ
-
-	iocTypeShift = 8
-	iocSizeShift = 16
-	iocDirShift  = 30
-)
-
 // IOC builds an ioctl command number from its parts like the C _IOC macro:
-// dir<<30 | size<<16 | typ<<8 | nr.
-func IOC(dir, typ, nr, size uint32) uint32 {
-	return dir<<iocDirShift | size<<iocSizeShift | typ<<iocTypeShift | nr
-}
+// dir<<30 | size<<16 | typ<<8 | nr. The encoding itself lives in
+// internal/ioc, shared with the IPMI ABI.
+func IOC(dir, typ, nr, size uint32) uint32 { return ioc.IOC(dir, typ, nr, size) }
 
 // IOCMagic is WATCHDOG_IOCTL_BASE, the type byte 'W' of every WDIOC command.
 const IOCMagic = 'W'
@@ -42,17 +33,17 @@ const (
 
 // WDIOC_* command numbers.
 const (
-	IoctlGetSupport    = iocRead<<iocDirShift | SizeofInfo<<iocSizeShift | IOCMagic<<iocTypeShift               // WDIOC_GETSUPPORT (nr 0), _IOR struct watchdog_info
-	IoctlGetStatus     = iocRead<<iocDirShift | SizeofInt<<iocSizeShift | IOCMagic<<iocTypeShift | 1            // WDIOC_GETSTATUS, _IOR int
-	IoctlGetBootStatus = iocRead<<iocDirShift | SizeofInt<<iocSizeShift | IOCMagic<<iocTypeShift | 2            // WDIOC_GETBOOTSTATUS, _IOR int
-	IoctlGetTemp       = iocRead<<iocDirShift | SizeofInt<<iocSizeShift | IOCMagic<<iocTypeShift | 3            // WDIOC_GETTEMP, _IOR int
-	IoctlSetOptions    = iocRead<<iocDirShift | SizeofInt<<iocSizeShift | IOCMagic<<iocTypeShift | 4            // WDIOC_SETOPTIONS, _IOR int
-	IoctlKeepalive     = iocRead<<iocDirShift | SizeofInt<<iocSizeShift | IOCMagic<<iocTypeShift | 5            // WDIOC_KEEPALIVE, _IOR int
-	IoctlSetTimeout    = (iocRead|iocWrite)<<iocDirShift | SizeofInt<<iocSizeShift | IOCMagic<<iocTypeShift | 6 // WDIOC_SETTIMEOUT, _IOWR int
-	IoctlGetTimeout    = iocRead<<iocDirShift | SizeofInt<<iocSizeShift | IOCMagic<<iocTypeShift | 7            // WDIOC_GETTIMEOUT, _IOR int
-	IoctlSetPretimeout = (iocRead|iocWrite)<<iocDirShift | SizeofInt<<iocSizeShift | IOCMagic<<iocTypeShift | 8 // WDIOC_SETPRETIMEOUT, _IOWR int
-	IoctlGetPretimeout = iocRead<<iocDirShift | SizeofInt<<iocSizeShift | IOCMagic<<iocTypeShift | 9            // WDIOC_GETPRETIMEOUT, _IOR int
-	IoctlGetTimeLeft   = iocRead<<iocDirShift | SizeofInt<<iocSizeShift | IOCMagic<<iocTypeShift | 10           // WDIOC_GETTIMELEFT, _IOR int
+	IoctlGetSupport    = ioc.Read<<ioc.DirShift | SizeofInfo<<ioc.SizeShift | IOCMagic<<ioc.TypeShift                // WDIOC_GETSUPPORT (nr 0), _IOR struct watchdog_info
+	IoctlGetStatus     = ioc.Read<<ioc.DirShift | SizeofInt<<ioc.SizeShift | IOCMagic<<ioc.TypeShift | 1             // WDIOC_GETSTATUS, _IOR int
+	IoctlGetBootStatus = ioc.Read<<ioc.DirShift | SizeofInt<<ioc.SizeShift | IOCMagic<<ioc.TypeShift | 2             // WDIOC_GETBOOTSTATUS, _IOR int
+	IoctlGetTemp       = ioc.Read<<ioc.DirShift | SizeofInt<<ioc.SizeShift | IOCMagic<<ioc.TypeShift | 3             // WDIOC_GETTEMP, _IOR int
+	IoctlSetOptions    = ioc.Read<<ioc.DirShift | SizeofInt<<ioc.SizeShift | IOCMagic<<ioc.TypeShift | 4             // WDIOC_SETOPTIONS, _IOR int
+	IoctlKeepalive     = ioc.Read<<ioc.DirShift | SizeofInt<<ioc.SizeShift | IOCMagic<<ioc.TypeShift | 5             // WDIOC_KEEPALIVE, _IOR int
+	IoctlSetTimeout    = (ioc.Read|ioc.Write)<<ioc.DirShift | SizeofInt<<ioc.SizeShift | IOCMagic<<ioc.TypeShift | 6 // WDIOC_SETTIMEOUT, _IOWR int
+	IoctlGetTimeout    = ioc.Read<<ioc.DirShift | SizeofInt<<ioc.SizeShift | IOCMagic<<ioc.TypeShift | 7             // WDIOC_GETTIMEOUT, _IOR int
+	IoctlSetPretimeout = (ioc.Read|ioc.Write)<<ioc.DirShift | SizeofInt<<ioc.SizeShift | IOCMagic<<ioc.TypeShift | 8 // WDIOC_SETPRETIMEOUT, _IOWR int
+	IoctlGetPretimeout = ioc.Read<<ioc.DirShift | SizeofInt<<ioc.SizeShift | IOCMagic<<ioc.TypeShift | 9             // WDIOC_GETPRETIMEOUT, _IOR int
+	IoctlGetTimeLeft   = ioc.Read<<ioc.DirShift | SizeofInt<<ioc.SizeShift | IOCMagic<<ioc.TypeShift | 10            // WDIOC_GETTIMELEFT, _IOR int
 )
 
 // WDIOF_* bits of watchdog_info.options and of the GETSTATUS/GETBOOTSTATUS

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/ipmi-cuse/ipmi-cuse/internal/ioc"
 )
 
 func TestIoctlNumbers(t *testing.T) {
@@ -15,17 +17,17 @@ func TestIoctlNumbers(t *testing.T) {
 		ioc  uint32
 		want uint32
 	}{
-		{"WDIOC_GETSUPPORT", IoctlGetSupport, IOC(iocRead, 'W', 0, 40), 0x80285700},
-		{"WDIOC_GETSTATUS", IoctlGetStatus, IOC(iocRead, 'W', 1, 4), 0x80045701},
-		{"WDIOC_GETBOOTSTATUS", IoctlGetBootStatus, IOC(iocRead, 'W', 2, 4), 0x80045702},
-		{"WDIOC_GETTEMP", IoctlGetTemp, IOC(iocRead, 'W', 3, 4), 0x80045703},
-		{"WDIOC_SETOPTIONS", IoctlSetOptions, IOC(iocRead, 'W', 4, 4), 0x80045704},
-		{"WDIOC_KEEPALIVE", IoctlKeepalive, IOC(iocRead, 'W', 5, 4), 0x80045705},
-		{"WDIOC_SETTIMEOUT", IoctlSetTimeout, IOC(iocRead|iocWrite, 'W', 6, 4), 0xC0045706},
-		{"WDIOC_GETTIMEOUT", IoctlGetTimeout, IOC(iocRead, 'W', 7, 4), 0x80045707},
-		{"WDIOC_SETPRETIMEOUT", IoctlSetPretimeout, IOC(iocRead|iocWrite, 'W', 8, 4), 0xC0045708},
-		{"WDIOC_GETPRETIMEOUT", IoctlGetPretimeout, IOC(iocRead, 'W', 9, 4), 0x80045709},
-		{"WDIOC_GETTIMELEFT", IoctlGetTimeLeft, IOC(iocRead, 'W', 10, 4), 0x8004570A},
+		{"WDIOC_GETSUPPORT", IoctlGetSupport, IOC(ioc.Read, 'W', 0, 40), 0x80285700},
+		{"WDIOC_GETSTATUS", IoctlGetStatus, IOC(ioc.Read, 'W', 1, 4), 0x80045701},
+		{"WDIOC_GETBOOTSTATUS", IoctlGetBootStatus, IOC(ioc.Read, 'W', 2, 4), 0x80045702},
+		{"WDIOC_GETTEMP", IoctlGetTemp, IOC(ioc.Read, 'W', 3, 4), 0x80045703},
+		{"WDIOC_SETOPTIONS", IoctlSetOptions, IOC(ioc.Read, 'W', 4, 4), 0x80045704},
+		{"WDIOC_KEEPALIVE", IoctlKeepalive, IOC(ioc.Read, 'W', 5, 4), 0x80045705},
+		{"WDIOC_SETTIMEOUT", IoctlSetTimeout, IOC(ioc.Read|ioc.Write, 'W', 6, 4), 0xC0045706},
+		{"WDIOC_GETTIMEOUT", IoctlGetTimeout, IOC(ioc.Read, 'W', 7, 4), 0x80045707},
+		{"WDIOC_SETPRETIMEOUT", IoctlSetPretimeout, IOC(ioc.Read|ioc.Write, 'W', 8, 4), 0xC0045708},
+		{"WDIOC_GETPRETIMEOUT", IoctlGetPretimeout, IOC(ioc.Read, 'W', 9, 4), 0x80045709},
+		{"WDIOC_GETTIMELEFT", IoctlGetTimeLeft, IOC(ioc.Read, 'W', 10, 4), 0x8004570A},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.got != tc.want || tc.ioc != tc.want {

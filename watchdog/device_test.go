@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipmi-cuse/ipmi-cuse/internal/ioc"
 	"github.com/ipmi-cuse/ipmi-cuse/sched"
 )
 
@@ -61,7 +62,7 @@ func TestIoctls(t *testing.T) {
 				e.getData = []byte{0x04, 0x01, 0, 0x10, 100, 0, 0, 0}
 			}, checks: []check{intIs(OptCardReset)}},
 		{name: "GETTEMP", cmd: IoctlGetTemp, errno: syscall.ENOTTY, rounds: 1},
-		{name: "unknown", cmd: IOC(iocRead, 'W', 11, 4), errno: syscall.ENOTTY, rounds: 1},
+		{name: "unknown", cmd: IOC(ioc.Read, 'W', 11, 4), errno: syscall.ENOTTY, rounds: 1},
 		{name: "IPMI ioctl", cmd: 0x8028690d, errno: syscall.ENOTTY, rounds: 1},
 		{name: "KEEPALIVE starts", cmd: IoctlKeepalive, rounds: 1,
 			checks: []check{sentCmds(CmdSetWatchdog, CmdResetWatchdog), lastSet(0x44, 0x31, 2, 0, 100, 0)}},
