@@ -3,6 +3,7 @@ package integration
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -59,13 +60,29 @@ func TestBenchVM(t *testing.T) {
 		cmds = append(cmds, testbed.Command{Name: fmt.Sprintf("bench_depth_%d", d), Timeout: 300,
 			Args: []string{probeGuestPath, "bench", "-n", strconv.Itoa(n), "-depth", strconv.Itoa(d)}})
 	}
+	cmds = append(cmds, testbed.Command{Name: "micro", Timeout: 300, Args: []string{probeGuestPath, "micro", "-n", "200"}})
 	results := map[testbed.Mode]map[int]benchResult{}
+	micro := map[testbed.Mode]map[string]string{}
 	for _, mode := range []testbed.Mode{testbed.KernelMode, testbed.ShimMode} {
 		dp := ""
 		if mode == testbed.ShimMode {
 			dp = daemonPath
 		}
 		o := bootWith(t, env, qemuBMC, mode, dp, cmds, bins)
+		saveProbeOutput(t, string(mode)+"-bench", o)
+		if dir := os.Getenv("IPMI_CUSE_PROBE_OUT"); dir != "" && mode == testbed.ShimMode {
+			if err := os.WriteFile(filepath.Join(dir, "shim-bench-daemon.log"), o.Files[testbed.GuestDaemonLog], 0o644); err != nil {
+				t.Error(err)
+			}
+		}
+		micro[mode] = map[string]string{}
+		if r := o.Command("micro"); r == nil || r.Exit != 0 {
+			t.Errorf("%s mode, micro: %+v", mode, r)
+		} else {
+			for _, m := range microRe.FindAllSubmatch(r.Stdout, -1) {
+				micro[mode][string(m[1])] = string(m[2])
+			}
+		}
 		results[mode] = map[int]benchResult{}
 		for i, d := range benchDepths {
 			r := o.Command(cmds[i].Name)
@@ -96,5 +113,16 @@ func TestBenchVM(t *testing.T) {
 			fmt.Fprintf(&b, "| %s | %d | %.0f | %.0f | %.0f | %s |\n", mode, d, r.rate, r.p50us, r.p99us, ratio)
 		}
 	}
+	b.WriteString("\nThe pieces of a round trip (ipmiprobe micro, 200 calls each, average µs per call):\n\n")
+	b.WriteString("| piece | kernel (µs) | shim (µs) |\n|---|---|---|\n")
+	for _, p := range microPieces {
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", p, micro[testbed.KernelMode][p], micro[testbed.ShimMode][p])
+	}
 	t.Log(b.String())
 }
+
+// microRe matches ipmiprobe micro's lines; microPieces is their order.
+var (
+	microRe     = regexp.MustCompile(`(?m)^micro (\S+) avg_us=([0-9.]+)$`)
+	microPieces = []string{"get_timing_parms", "receive_empty", "poll_empty", "send_only", "round_trip"}
+)

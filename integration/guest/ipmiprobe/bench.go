@@ -103,3 +103,86 @@ func pipeline(a *arena, fd int, n, depth int) ([]time.Duration, int, error) {
 	}
 	return lat, errs, nil
 }
+
+// runMicro times the pieces of a round trip separately, n times each, to
+// show where a slow round trip spends its time: an ioctl that needs one
+// CUSE retry round (GET_TIMING_PARMS), RECEIVE on an empty queue (copy-in
+// round, then EAGAIN), poll() with nothing queued, SEND alone (its replies
+// drained untimed), and a whole Get Device ID round trip. It prints one
+// "micro OP avg_us=A" line per piece.
+func runMicro(args []string) error {
+	fs := flag.NewFlagSet("micro", flag.ContinueOnError)
+	n := fs.Int("n", 200, "calls per piece")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	a, err := newArena()
+	if err != nil {
+		return err
+	}
+	fd, err := openDev()
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	timeIt := func(name string, f func(i int) error) error {
+		start := time.Now()
+		for i := range *n {
+			if err := f(i); err != nil {
+				return fmt.Errorf("micro %s: %w", name, err)
+			}
+		}
+		fmt.Printf("micro %s avg_us=%.1f\n", name, float64(time.Since(start))/float64(*n)/float64(time.Microsecond))
+		return nil
+	}
+	errOf := func(e, want unix.Errno) error {
+		if e != want {
+			return fmt.Errorf("got %s, want %s", errName(e), errName(want))
+		}
+		return nil
+	}
+	steps := []struct {
+		name string
+		f    func(i int) error
+	}{
+		{"get_timing_parms", func(int) error {
+			return errOf(ioctlRaw(fd, ioctl.IoctlGetTimingParms, a.at(offArg)), 0)
+		}},
+		{"receive_empty", func(int) error {
+			return errOf(a.receive(fd, ioctl.IoctlReceiveMsgTrunc, 40, 64).errno, unix.EAGAIN)
+		}},
+		{"poll_empty", func(int) error {
+			_, err := waitReadable(fd, 0)
+			return err
+		}},
+		{"round_trip", func(i int) error {
+			return errOf(a.roundTrip(fd, int64(i)).errno, 0)
+		}},
+	}
+	for _, s := range steps {
+		if err := timeIt(s.name, s.f); err != nil {
+			return err
+		}
+	}
+	// SEND alone: batches of 50 timed, each drained untimed.
+	var sendTime time.Duration
+	for b := 0; b < *n; b += 50 {
+		start := time.Now()
+		for i := range 50 {
+			if e := a.send(fd, ioctl.NetFnApp, 0x01, nil, int64(b+i)); e != 0 {
+				return fmt.Errorf("micro send_only: %s", errName(e))
+			}
+		}
+		sendTime += time.Since(start)
+		for got := 0; got < 50; {
+			if _, err := waitReadable(fd, 10*time.Second); err != nil {
+				return err
+			}
+			for a.receive(fd, ioctl.IoctlReceiveMsgTrunc, 40, 64).errno == 0 {
+				got++
+			}
+		}
+	}
+	fmt.Printf("micro send_only avg_us=%.1f\n", float64(sendTime)/float64((*n+49)/50*50)/float64(time.Microsecond))
+	return nil
+}

@@ -6,6 +6,7 @@
 //	ipmiprobe uroot              u-root's pkg/ipmi client: Get Device ID, chassis, SEL, watchdog, raw
 //	ipmiprobe badinput           raw ioctls with bad pointers, lengths, addresses, floods, dying clients
 //	ipmiprobe bench -n N -depth D  Get Device ID round trips, D outstanding at a time
+//	ipmiprobe micro -n N         the pieces of a round trip, timed separately
 //
 // Every line on stdout is "case: result" and is meant to be identical in
 // both modes; lines on stderr start with "info:" and carry what may differ
@@ -28,7 +29,7 @@ const devPath = "/dev/ipmi0"
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: ipmiprobe uroot|badinput|bench|child [flags]")
+		fmt.Fprintln(os.Stderr, "usage: ipmiprobe uroot|badinput|bench|micro|child [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -39,6 +40,8 @@ func main() {
 		err = runBadInput()
 	case "bench":
 		err = runBench(os.Args[2:])
+	case "micro":
+		err = runMicro(os.Args[2:])
 	case "child":
 		err = runChild(os.Args[2:])
 	default:
