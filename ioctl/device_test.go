@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipmi-cuse/ipmi-cuse/cuse/cusetest"
 	"github.com/ipmi-cuse/ipmi-cuse/sched"
 )
 
@@ -29,15 +30,15 @@ type env struct {
 	t   *testing.T
 	dev *Device
 	eng *fakeEngine
-	k   *fakeKernel
-	mem *userMem
+	k   *cusetest.Kernel
+	mem *cusetest.Memory
 	now time.Time
 }
 
 func newEnv(t *testing.T, cfg Config) *env {
 	t.Helper()
-	e := &env{t: t, eng: &fakeEngine{sync: true}, mem: newMem(), now: time.Unix(1_000_000, 0)}
-	e.k = &fakeKernel{t: t, mem: e.mem}
+	e := &env{t: t, eng: &fakeEngine{sync: true}, mem: cusetest.NewMemory(), now: time.Unix(1_000_000, 0)}
+	e.k = cusetest.NewKernel(t, e.mem)
 	if cfg.Submit == nil {
 		cfg.Submit = e.eng.Submit
 	}
@@ -65,14 +66,14 @@ func sysAddr(lun uint8) []byte {
 // req, whose pointers the caller sets (addrBase/dataBase/0/unmapped).
 func (e *env) sendReq(f *File, req Req, addr, data []byte) syscall.Errno {
 	e.t.Helper()
-	e.mem.mapAt(argBase, req.Encode())
+	e.mem.Map(argBase, req.Encode())
 	if addr != nil {
-		e.mem.mapAt(addrBase, append([]byte(nil), addr...))
+		e.mem.Map(addrBase, append([]byte(nil), addr...))
 	}
 	if data != nil {
-		e.mem.mapAt(dataBase, append([]byte(nil), data...))
+		e.mem.Map(dataBase, append([]byte(nil), data...))
 	}
-	return e.k.ioctl(f, IoctlSendCommand, argBase, 0)
+	return e.k.Ioctl(context.Background(), f, IoctlSendCommand, argBase, 0)
 }
 
 // send sends a well-formed request to addr.
@@ -97,14 +98,14 @@ type received struct {
 func (e *env) recv(f *File, trunc bool, addrCap uint32, dataCap uint16) received {
 	e.t.Helper()
 	r := Recv{RecvType: 0x55, Addr: raddrBase, AddrLen: addrCap, MsgID: 0x77, Msg: Msg{NetFn: 0x66, Cmd: 0x66, DataLen: dataCap, Data: rdataBase}}
-	st := e.mem.mapAt(argBase, r.Encode())
-	ab := e.mem.mapAt(raddrBase, bytes.Repeat([]byte{0xAA}, 40))
-	db := e.mem.mapAt(rdataBase, bytes.Repeat([]byte{0xAA}, 300))
+	st := e.mem.Map(argBase, r.Encode())
+	ab := e.mem.Map(raddrBase, bytes.Repeat([]byte{0xAA}, 40))
+	db := e.mem.Map(rdataBase, bytes.Repeat([]byte{0xAA}, 300))
 	cmd := uint32(IoctlReceiveMsg)
 	if trunc {
 		cmd = IoctlReceiveMsgTrunc
 	}
-	errno := e.k.ioctl(f, cmd, argBase, 0)
+	errno := e.k.Ioctl(context.Background(), f, cmd, argBase, 0)
 	got, _ := DecodeRecv(st)
 	return received{errno: errno, structMem: st, recv: got, addr: ab, data: db}
 }
@@ -138,8 +139,8 @@ func TestSendReceiveByteExact(t *testing.T) {
 	if got.errno != 0 {
 		t.Fatalf("receive: %v", got.errno)
 	}
-	if e.k.rounds != 3 {
-		t.Errorf("receive took %d rounds, want 3", e.k.rounds)
+	if e.k.Rounds != 3 {
+		t.Errorf("receive took %d rounds, want 3", e.k.Rounds)
 	}
 	want := Recv{RecvType: 0x55, Addr: raddrBase, AddrLen: 40, MsgID: 0x77, Msg: Msg{DataLen: 272, Data: rdataBase}}
 	want.RecvType, want.AddrLen, want.MsgID = ResponseRecvType, 8, msgID
@@ -181,8 +182,8 @@ func TestSendRounds(t *testing.T) {
 			if errno := e.send(f, sysAddr(0), 1, 0x0A, 0x10, tt.data); errno != 0 {
 				t.Fatalf("send: %v", errno)
 			}
-			if e.k.rounds != tt.rounds {
-				t.Errorf("rounds = %d, want %d", e.k.rounds, tt.rounds)
+			if e.k.Rounds != tt.rounds {
+				t.Errorf("rounds = %d, want %d", e.k.Rounds, tt.rounds)
 			}
 			if got, want := e.eng.last(t).Msg, append([]byte{0x0A << 2, 0x10}, tt.data...); !bytes.Equal(got, want) {
 				t.Errorf("Msg = % x, want % x", got, want)
@@ -271,7 +272,7 @@ func TestSendErrors(t *testing.T) {
 
 	t.Run("struct unmapped", func(t *testing.T) {
 		e := newEnv(t, Config{})
-		if got := e.k.ioctl(e.open(), IoctlSendCommand, unmapped, 0); got != syscall.EFAULT {
+		if got := e.k.Ioctl(context.Background(), e.open(), IoctlSendCommand, unmapped, 0); got != syscall.EFAULT {
 			t.Errorf("send = %v, want EFAULT", got)
 		}
 	})
@@ -311,17 +312,17 @@ func TestSendSettime(t *testing.T) {
 	e := newEnv(t, Config{})
 	f := e.open()
 	rs := ReqSettime{Req: Req{Addr: addrBase, AddrLen: 8, MsgID: 9, Msg: Msg{NetFn: 6, Cmd: 1}}, Retries: 2, RetryTimeMs: 500}
-	e.mem.mapAt(argBase, rs.Encode())
-	e.mem.mapAt(addrBase, sysAddr(0))
-	if got := e.k.ioctl(f, IoctlSendCommandSettime, argBase, 0); got != 0 {
+	e.mem.Map(argBase, rs.Encode())
+	e.mem.Map(addrBase, sysAddr(0))
+	if got := e.k.Ioctl(context.Background(), f, IoctlSendCommandSettime, argBase, 0); got != 0 {
 		t.Fatalf("SEND_COMMAND_SETTIME = %v", got)
 	}
 	if got := e.recv(f, false, 8, 10); got.errno != 0 || got.recv.MsgID != 9 {
 		t.Errorf("receive: %v msgid %d", got.errno, got.recv.MsgID)
 	}
 	// SETTIME's struct is 48 bytes: a 40-byte mapping faults.
-	e.mem.mapAt(argBase, rs.Encode()[:40])
-	if got := e.k.ioctl(f, IoctlSendCommandSettime, argBase, 0); got != syscall.EFAULT {
+	e.mem.Map(argBase, rs.Encode()[:40])
+	if got := e.k.Ioctl(context.Background(), f, IoctlSendCommandSettime, argBase, 0); got != syscall.EFAULT {
 		t.Errorf("short mapping: %v, want EFAULT", got)
 	}
 }
@@ -434,12 +435,12 @@ func TestReceive(t *testing.T) {
 		{"small data RECEIVE_MSG", false, 8, 4, nil, syscall.EMSGSIZE, false, true, 0, true},
 		{"small data TRUNC", true, 8, 4, nil, syscall.EMSGSIZE, true, true, 4, false},
 		{"zero data TRUNC", true, 8, 0, nil, syscall.EMSGSIZE, true, true, 0, false},
-		{"addr unmapped", true, 8, 5, func(e *env) { delete(e.mem.regions, raddrBase) }, syscall.EFAULT, false, false, 0, true},
+		{"addr unmapped", true, 8, 5, func(e *env) { e.mem.Unmap(raddrBase) }, syscall.EFAULT, false, false, 0, true},
 		// The kernel writes the address before it faults on the data; here
 		// the fault comes first (the data range is read ahead so that the
 		// message is not consumed), so the address buffer stays untouched.
-		{"data unmapped", true, 8, 5, func(e *env) { delete(e.mem.regions, rdataBase) }, syscall.EFAULT, false, false, 0, true},
-		{"struct unmapped", true, 8, 5, func(e *env) { delete(e.mem.regions, argBase) }, syscall.EFAULT, false, false, 0, true},
+		{"data unmapped", true, 8, 5, func(e *env) { e.mem.Unmap(rdataBase) }, syscall.EFAULT, false, false, 0, true},
+		{"struct unmapped", true, 8, 5, func(e *env) { e.mem.Unmap(argBase) }, syscall.EFAULT, false, false, 0, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -451,9 +452,9 @@ func TestReceive(t *testing.T) {
 			}
 			r := Recv{RecvType: 0x55, Addr: raddrBase, AddrLen: tt.addrCap, MsgID: 0x77, Msg: Msg{NetFn: 0x66, Cmd: 0x66, DataLen: tt.dataCap, Data: rdataBase}}
 			before := r.Encode()
-			st := e.mem.mapAt(argBase, r.Encode())
-			ab := e.mem.mapAt(raddrBase, bytes.Repeat([]byte{0xAA}, 40))
-			db := e.mem.mapAt(rdataBase, bytes.Repeat([]byte{0xAA}, 300))
+			st := e.mem.Map(argBase, r.Encode())
+			ab := e.mem.Map(raddrBase, bytes.Repeat([]byte{0xAA}, 40))
+			db := e.mem.Map(rdataBase, bytes.Repeat([]byte{0xAA}, 300))
 			if tt.mutate != nil {
 				tt.mutate(e)
 			}
@@ -461,7 +462,7 @@ func TestReceive(t *testing.T) {
 			if tt.trunc {
 				cmd = IoctlReceiveMsgTrunc
 			}
-			if got := e.k.ioctl(f, cmd, argBase, 0); got != tt.want {
+			if got := e.k.Ioctl(context.Background(), f, cmd, argBase, 0); got != tt.want {
 				t.Errorf("receive = %v, want %v", got, tt.want)
 			}
 			if written := !bytes.Equal(st, before); written != tt.wantWritten {
@@ -508,10 +509,10 @@ func TestReceive(t *testing.T) {
 		}
 		st := bytes.Repeat([]byte{0xEE}, SizeofRecv)
 		Recv{Addr: raddrBase, AddrLen: 40, Msg: Msg{DataLen: 10, Data: rdataBase}}.EncodeInto(st)
-		e.mem.mapAt(argBase, st)
-		e.mem.mapAt(raddrBase, make([]byte, 40))
-		e.mem.mapAt(rdataBase, make([]byte, 10))
-		if got := e.k.ioctl(f, IoctlReceiveMsgTrunc, argBase, 0); got != 0 {
+		e.mem.Map(argBase, st)
+		e.mem.Map(raddrBase, make([]byte, 40))
+		e.mem.Map(rdataBase, make([]byte, 10))
+		if got := e.k.Ioctl(context.Background(), f, IoctlReceiveMsgTrunc, argBase, 0); got != 0 {
 			t.Fatal(got)
 		}
 		for _, off := range []int{4, 5, 6, 7, 20, 21, 22, 23, 36, 37, 38, 39} {
@@ -556,33 +557,32 @@ func TestReceiveHeadChangesBetweenRounds(t *testing.T) {
 			t.Fatal(errno)
 		}
 	}
-	st := e.mem.mapAt(argBase, Recv{Addr: raddrBase, AddrLen: 40, Msg: Msg{DataLen: 100, Data: rdataBase}}.Encode())
-	e.mem.mapAt(raddrBase, make([]byte, 40))
-	db := e.mem.mapAt(rdataBase, make([]byte, 100))
-	in := &cuseIn{cmd: IoctlReceiveMsgTrunc}
-	out := in.round(t, f, e.mem) // round 1: asks for the struct
-	out = in.round(t, f, e.mem)  // round 2: plans for message 1 (5 bytes)
-	if !out.Retry {
-		t.Fatalf("round 2 did not retry: %+v", out)
+	st := e.mem.Map(argBase, Recv{Addr: raddrBase, AddrLen: 40, Msg: Msg{DataLen: 100, Data: rdataBase}}.Encode())
+	e.mem.Map(raddrBase, make([]byte, 40))
+	db := e.mem.Map(rdataBase, make([]byte, 100))
+	call := e.k.Start(f, IoctlReceiveMsgTrunc, argBase, 0)
+	if _, done := call.Step(context.Background()); done { // round 1: asks for the struct
+		t.Fatalf("round 1 ended the call: %v", call.Errno())
+	}
+	out, done := call.Step(context.Background()) // round 2: plans for message 1 (5 bytes)
+	if !out.Retry || done {
+		t.Fatalf("round 2 did not retry: %+v (errno %v)", out, call.Errno())
 	}
 	// Meanwhile, another receiver consumes message 1.
 	if got := e.recv(f, true, 40, 100); got.errno != 0 || got.recv.MsgID != 1 {
 		t.Fatalf("concurrent receive: %v", got.errno)
 	}
-	e.mem.mapAt(argBase, st)
-	e.mem.mapAt(rdataBase, db)
-	e.mem.mapAt(raddrBase, make([]byte, 40))
-	// Finish the first ioctl from its pending round.
-	for range maxRounds {
-		out = in.round(t, f, e.mem)
-		if !out.Retry {
-			break
-		}
+	e.mem.Map(argBase, st)
+	e.mem.Map(rdataBase, db)
+	e.mem.Map(raddrBase, make([]byte, 40))
+	// Finish the first ioctl from its pending round; the fake kernel copies
+	// the output into st and db when the final reply comes.
+	for !done {
+		out, done = call.Step(context.Background())
 	}
-	if out.Retry || out.Errno != 0 || out.Result != 0 {
-		t.Fatalf("final = %+v", out)
+	if out.Retry || out.Errno != 0 || out.Result != 0 || call.Errno() != 0 {
+		t.Fatalf("final = %+v, errno %v", out, call.Errno())
 	}
-	in.scatter(t, out, e.mem)
 	got, _ := DecodeRecv(st)
 	if got.MsgID != 2 || got.Msg.DataLen != 1 || db[0] != 0x10 || db[1] != 0 {
 		t.Errorf("got msgid %d len %d data % x, want msgid 2, one byte", got.MsgID, got.Msg.DataLen, db[:2])
@@ -601,16 +601,16 @@ func TestCompat(t *testing.T) {
 	creq[12], creq[13] = 0x06, 0x01
 	le.PutUint16(creq[14:], 2)
 	le.PutUint32(creq[16:], dataBase)
-	e.mem.mapAt(argBase, creq)
-	e.mem.mapAt(addrBase, sysAddr(0))
-	e.mem.mapAt(dataBase, []byte{9, 8})
-	if got := e.k.ioctl(f, IoctlCompatSendCommand, argBase, compatFlags); got != 0 {
+	e.mem.Map(argBase, creq)
+	e.mem.Map(addrBase, sysAddr(0))
+	e.mem.Map(dataBase, []byte{9, 8})
+	if got := e.k.Ioctl(context.Background(), f, IoctlCompatSendCommand, argBase, compatFlags); got != 0 {
 		t.Fatalf("compat send: %v", got)
 	}
 	if got := e.eng.last(t).Msg; !bytes.Equal(got, []byte{0x18, 0x01, 9, 8}) {
 		t.Errorf("Msg = % x", got)
 	}
-	if got := e.k.ioctl(f, IoctlCompatSendCommand, argBase, 0); got != syscall.ENOTTY {
+	if got := e.k.Ioctl(context.Background(), f, IoctlCompatSendCommand, argBase, 0); got != syscall.ENOTTY {
 		t.Errorf("compat number from a 64-bit caller: %v, want ENOTTY", got)
 	}
 	crecv := make([]byte, SizeofCompatRecv)
@@ -618,10 +618,10 @@ func TestCompat(t *testing.T) {
 	le.PutUint32(crecv[8:], 40)
 	le.PutUint16(crecv[18:], 100)
 	le.PutUint32(crecv[20:], rdataBase)
-	e.mem.mapAt(argBase, crecv)
-	ab := e.mem.mapAt(raddrBase, make([]byte, 40))
-	db := e.mem.mapAt(rdataBase, make([]byte, 100))
-	if got := e.k.ioctl(f, IoctlCompatReceiveMsgTrunc, argBase, compatFlags); got != 0 {
+	e.mem.Map(argBase, crecv)
+	ab := e.mem.Map(raddrBase, make([]byte, 40))
+	db := e.mem.Map(rdataBase, make([]byte, 100))
+	if got := e.k.Ioctl(context.Background(), f, IoctlCompatReceiveMsgTrunc, argBase, compatFlags); got != 0 {
 		t.Fatalf("compat receive: %v", got)
 	}
 	want := make([]byte, SizeofCompatRecv)
@@ -715,8 +715,8 @@ func TestReleaseWithOutstanding(t *testing.T) {
 	f.Poll(func() { wakes.Add(1) })
 	e.send(f, sysAddr(0), 1, 6, 1, nil)
 	e.send(other, sysAddr(0), 2, 6, 1, nil)
-	e.mem.mapAt(argBase, CmdSpec{NetFn: 0x30, Cmd: 1}.Encode())
-	if got := e.k.ioctl(f, IoctlRegisterForCmd, argBase, 0); got != 0 {
+	e.mem.Map(argBase, CmdSpec{NetFn: 0x30, Cmd: 1}.Encode())
+	if got := e.k.Ioctl(context.Background(), f, IoctlRegisterForCmd, argBase, 0); got != 0 {
 		t.Fatal(got)
 	}
 	f.Release()
@@ -740,7 +740,7 @@ func TestReleaseWithOutstanding(t *testing.T) {
 		t.Errorf("users = %d, want 1", n)
 	}
 	// The registration is free for another file now.
-	if got := e.k.ioctl(other, IoctlRegisterForCmd, argBase, 0); got != 0 {
+	if got := e.k.Ioctl(context.Background(), other, IoctlRegisterForCmd, argBase, 0); got != 0 {
 		t.Errorf("register after the owner closed: %v", got)
 	}
 }
@@ -873,19 +873,19 @@ func TestSimpleIoctls(t *testing.T) {
 			e := newEnv(t, Config{})
 			files := []*File{e.open(), e.open()}
 			for i, s := range tt.steps {
-				delete(e.mem.regions, argBase)
+				e.mem.Unmap(argBase)
 				var mem []byte
 				if s.arg != nil {
-					mem = e.mem.mapAt(argBase, append([]byte(nil), s.arg...))
+					mem = e.mem.Map(argBase, append([]byte(nil), s.arg...))
 				}
-				if got := e.k.ioctl(files[s.file], s.cmd, argBase, 0); got != s.want {
+				if got := e.k.Ioctl(context.Background(), files[s.file], s.cmd, argBase, 0); got != s.want {
 					t.Errorf("step %d (cmd %#x): errno %v, want %v", i, s.cmd, got, s.want)
 				}
 				if s.after != nil && !bytes.Equal(mem, s.after) {
 					t.Errorf("step %d (cmd %#x): arg = % x, want % x", i, s.cmd, mem, s.after)
 				}
-				if s.rounds != 0 && e.k.rounds != s.rounds {
-					t.Errorf("step %d (cmd %#x): %d rounds, want %d", i, s.cmd, e.k.rounds, s.rounds)
+				if s.rounds != 0 && e.k.Rounds != s.rounds {
+					t.Errorf("step %d (cmd %#x): %d rounds, want %d", i, s.cmd, e.k.Rounds, s.rounds)
 				}
 			}
 		})
@@ -893,8 +893,8 @@ func TestSimpleIoctls(t *testing.T) {
 	t.Run("gets events flag", func(t *testing.T) {
 		e := newEnv(t, Config{})
 		f := e.open()
-		e.mem.mapAt(argBase, i32(5))
-		e.k.ioctl(f, IoctlSetGetsEvents, argBase, 0)
+		e.mem.Map(argBase, i32(5))
+		e.k.Ioctl(context.Background(), f, IoctlSetGetsEvents, argBase, 0)
 		if !f.GetsEvents() {
 			t.Error("gets_events not set")
 		}
@@ -923,8 +923,8 @@ func TestMaintenanceActive(t *testing.T) {
 	if !e.dev.MaintenanceActive() {
 		t.Error("not active after Warm Reset")
 	}
-	e.mem.mapAt(argBase, EncodeInt(MaintenanceModeOff))
-	e.k.ioctl(f, IoctlSetMaintenanceMode, argBase, 0)
+	e.mem.Map(argBase, EncodeInt(MaintenanceModeOff))
+	e.k.Ioctl(context.Background(), f, IoctlSetMaintenanceMode, argBase, 0)
 	if e.dev.MaintenanceActive() {
 		t.Error("active with mode OFF")
 	}
@@ -949,8 +949,8 @@ func TestConcurrentClients(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			mem := newMem()
-			k := &fakeKernel{t: t, mem: mem}
+			mem := cusetest.NewMemory()
+			k := cusetest.NewKernel(t, mem)
 			f, errno := d.Open(context.Background(), 0)
 			if errno != 0 {
 				t.Error(errno)
@@ -960,9 +960,9 @@ func TestConcurrentClients(t *testing.T) {
 			woken := make(chan struct{}, 1)
 			for i := range perClient {
 				id := int64(c*1000 + i)
-				mem.mapAt(argBase, Req{Addr: addrBase, AddrLen: 8, MsgID: id, Msg: Msg{NetFn: 6, Cmd: 1}}.Encode())
-				mem.mapAt(addrBase, sysAddr(0))
-				if errno := k.ioctl(f, IoctlSendCommand, argBase, 0); errno != 0 {
+				mem.Map(argBase, Req{Addr: addrBase, AddrLen: 8, MsgID: id, Msg: Msg{NetFn: 6, Cmd: 1}}.Encode())
+				mem.Map(addrBase, sysAddr(0))
+				if errno := k.Ioctl(context.Background(), f, IoctlSendCommand, argBase, 0); errno != 0 {
 					t.Errorf("send: %v", errno)
 					return
 				}
@@ -974,10 +974,10 @@ func TestConcurrentClients(t *testing.T) {
 						return
 					}
 				}
-				st := mem.mapAt(argBase, Recv{Addr: raddrBase, AddrLen: 40, Msg: Msg{DataLen: 10, Data: rdataBase}}.Encode())
-				mem.mapAt(raddrBase, make([]byte, 40))
-				mem.mapAt(rdataBase, make([]byte, 10))
-				if errno := k.ioctl(f, IoctlReceiveMsgTrunc, argBase, 0); errno != 0 {
+				st := mem.Map(argBase, Recv{Addr: raddrBase, AddrLen: 40, Msg: Msg{DataLen: 10, Data: rdataBase}}.Encode())
+				mem.Map(raddrBase, make([]byte, 40))
+				mem.Map(rdataBase, make([]byte, 10))
+				if errno := k.Ioctl(context.Background(), f, IoctlReceiveMsgTrunc, argBase, 0); errno != 0 {
 					t.Errorf("receive: %v", errno)
 					return
 				}

@@ -1,16 +1,18 @@
 // Package iotest drives an ioctl.File (any cuse.File serving the IPMICTL
-// ABI) the way a process calling ioctl(2) on /dev/ipmi0 would, through the
-// unrestricted CUSE ioctl protocol of fs/fuse/ioctl.c, over a small fake
-// address space. Tests of the layers that deliver messages to files (the
-// message handler, the daemon) use it to play ipmitool without a kernel.
+// ABI) the way a process calling ioctl(2) on /dev/ipmi0 would: its Client
+// keeps the buffers ipmitool passes at fixed user addresses in a
+// cusetest.Memory and calls the file through a cusetest.Kernel, which runs
+// the unrestricted CUSE ioctl protocol of fs/fuse/ioctl.c. Tests of the
+// layers that deliver messages to files (the message handler, the daemon)
+// use it to play ipmitool without a kernel.
 package iotest
 
 import (
 	"context"
-	"fmt"
 	"syscall"
 
 	"github.com/ipmi-cuse/ipmi-cuse/cuse"
+	"github.com/ipmi-cuse/ipmi-cuse/cuse/cusetest"
 	"github.com/ipmi-cuse/ipmi-cuse/ioctl"
 )
 
@@ -24,33 +26,24 @@ const (
 	dataSize = ioctl.MaxMsgLength
 )
 
-// maxRounds bounds the retries of one ioctl; the IPMICTL ABI needs three.
-const maxRounds = 8
-
 // Client is one process's view of an open file.
 type Client struct {
 	F    cuse.File
+	k    *cusetest.Kernel
 	arg  []byte
 	addr []byte
 	data []byte
 }
 
-// NewClient returns a client for f with empty buffers.
+// NewClient returns a client for f with empty buffers. A file that breaks
+// the CUSE ioctl protocol (see cusetest.Kernel) makes the client panic,
+// since it has no testing.TB to report to.
 func NewClient(f cuse.File) *Client {
-	return &Client{F: f, arg: make([]byte, argSize), addr: make([]byte, ioctl.SizeofAddr), data: make([]byte, dataSize)}
-}
-
-// span returns the client memory [base, base+n), or false (a fault).
-func (c *Client) span(base, n uint64) ([]byte, bool) {
-	for _, r := range []struct {
-		base uint64
-		b    []byte
-	}{{argBase, c.arg}, {addrBase, c.addr}, {dataBase, c.data}} {
-		if base >= r.base && base+n <= r.base+uint64(len(r.b)) {
-			return r.b[base-r.base : base-r.base+n], true
-		}
-	}
-	return nil, false
+	mem := cusetest.NewMemory()
+	return &Client{F: f, k: cusetest.NewKernel(nil, mem),
+		arg:  mem.Map(argBase, make([]byte, argSize)),
+		addr: mem.Map(addrBase, make([]byte, ioctl.SizeofAddr)),
+		data: mem.Map(dataBase, make([]byte, dataSize))}
 }
 
 // Ioctl performs one ioctl(2) with its argument at the arg buffer (arg is
@@ -59,46 +52,7 @@ func (c *Client) span(base, n uint64) ([]byte, bool) {
 func (c *Client) Ioctl(cmd uint32, arg []byte) syscall.Errno {
 	clear(c.arg)
 	copy(c.arg, arg)
-	in := &cuse.IoctlIn{Cmd: cmd, Arg: argBase, Flags: 0x2}
-	var outIovs []cuse.Iovec
-	for round := 1; round <= maxRounds; round++ {
-		out := c.F.Ioctl(context.Background(), in)
-		if !out.Retry {
-			if out.Errno != 0 {
-				return out.Errno
-			}
-			rest := out.Out
-			for _, iov := range outIovs {
-				if len(rest) == 0 {
-					break
-				}
-				n := min(uint64(len(rest)), iov.Len)
-				dst, ok := c.span(iov.Base, n)
-				if !ok {
-					return syscall.EFAULT
-				}
-				copy(dst, rest[:n])
-				rest = rest[n:]
-			}
-			if out.Result < 0 {
-				return syscall.Errno(-out.Result)
-			}
-			return 0
-		}
-		next := &cuse.IoctlIn{Cmd: cmd, Arg: argBase, Flags: 0x2}
-		for _, iov := range out.InIovs {
-			src, ok := c.span(iov.Base, iov.Len)
-			if !ok {
-				return syscall.EFAULT
-			}
-			next.In = append(next.In, src...)
-		}
-		for _, iov := range out.OutIovs {
-			next.OutSize += uint32(iov.Len)
-		}
-		in, outIovs = next, out.OutIovs
-	}
-	panic(fmt.Sprintf("iotest: ioctl %#x made no progress in %d rounds", cmd, maxRounds))
+	return c.k.Ioctl(context.Background(), c.F, cmd, argBase, 0)
 }
 
 // Arg returns the argument buffer as the last ioctl left it.
