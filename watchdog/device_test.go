@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipmi-cuse/ipmi-cuse/cuse/cusetest"
 	"github.com/ipmi-cuse/ipmi-cuse/internal/ioc"
 	"github.com/ipmi-cuse/ipmi-cuse/sched"
 )
@@ -41,7 +42,7 @@ func TestIoctls(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name   string
-		setup  func(w *Watchdog, e *fakeEngine, f *fakeKernel, ff any)
+		setup  func(w *Watchdog, e *fakeEngine, f *cusetest.Kernel, ff any)
 		cmd    uint32
 		arg    []byte // initial user memory at Arg (nil: 4 zero bytes)
 		errno  syscall.Errno
@@ -58,7 +59,7 @@ func TestIoctls(t *testing.T) {
 		{name: "GETSTATUS fresh", cmd: IoctlGetStatus, arg: []byte{0xff, 0xff, 0xff, 0xff}, rounds: 2, checks: []check{intIs(0)}},
 		{name: "GETBOOTSTATUS clean", cmd: IoctlGetBootStatus, rounds: 2, checks: []check{intIs(0), sentCmds(CmdGetWatchdog)}},
 		{name: "GETBOOTSTATUS card reset", cmd: IoctlGetBootStatus, rounds: 2,
-			setup: func(_ *Watchdog, e *fakeEngine, _ *fakeKernel, _ any) {
+			setup: func(_ *Watchdog, e *fakeEngine, _ *cusetest.Kernel, _ any) {
 				e.getData = []byte{0x04, 0x01, 0, 0x10, 100, 0, 0, 0}
 			}, checks: []check{intIs(OptCardReset)}},
 		{name: "GETTEMP", cmd: IoctlGetTemp, errno: syscall.ENOTTY, rounds: 1},
@@ -79,7 +80,7 @@ func TestIoctls(t *testing.T) {
 					}
 				}}},
 		{name: "SETTIMEOUT running restarts", cmd: IoctlSetTimeout, arg: EncodeInt(60), rounds: 2,
-			setup: func(w *Watchdog, e *fakeEngine, _ *fakeKernel, _ any) {
+			setup: func(w *Watchdog, e *fakeEngine, _ *cusetest.Kernel, _ any) {
 				w.opMu.Lock()
 				_ = w.startLocked(context.Background())
 				w.opMu.Unlock()
@@ -95,9 +96,9 @@ func TestIoctls(t *testing.T) {
 		{name: "SETTIMEOUT negative", cmd: IoctlSetTimeout, arg: EncodeInt(-5), errno: syscall.EINVAL, rounds: 2},
 		{name: "SETTIMEOUT too long", cmd: IoctlSetTimeout, arg: EncodeInt(6554), errno: syscall.EINVAL, rounds: 2},
 		{name: "SETTIMEOUT BMC refuses", cmd: IoctlSetTimeout, arg: EncodeInt(20), errno: syscall.EINVAL, rounds: 2,
-			setup: func(_ *Watchdog, e *fakeEngine, _ *fakeKernel, _ any) { e.setCC = 0xCC }},
+			setup: func(_ *Watchdog, e *fakeEngine, _ *cusetest.Kernel, _ any) { e.setCC = 0xCC }},
 		{name: "SETTIMEOUT engine timeout", cmd: IoctlSetTimeout, arg: EncodeInt(20), errno: syscall.EIO, rounds: 2,
-			setup: func(_ *Watchdog, e *fakeEngine, _ *fakeKernel, _ any) { e.reqErr = sched.ErrDeadline }},
+			setup: func(_ *Watchdog, e *fakeEngine, _ *cusetest.Kernel, _ any) { e.reqErr = sched.ErrDeadline }},
 		{name: "GETTIMEOUT", cmd: IoctlGetTimeout, rounds: 2, checks: []check{intIs(10), sentCmds()}},
 		{name: "SETPRETIMEOUT", cmd: IoctlSetPretimeout, arg: EncodeInt(5), rounds: 2,
 			checks: []check{intIs(5), lastSet(0x04, 0, 0, 0, 100, 0), func(t *testing.T, w *Watchdog, _ *fakeEngine, _ []byte) {
@@ -109,13 +110,13 @@ func TestIoctls(t *testing.T) {
 		{name: "SETPRETIMEOUT negative", cmd: IoctlSetPretimeout, arg: EncodeInt(-1), errno: syscall.EINVAL, rounds: 2},
 		{name: "GETPRETIMEOUT", cmd: IoctlGetPretimeout, rounds: 2, checks: []check{intIs(2)}},
 		{name: "GETTIMELEFT", cmd: IoctlGetTimeLeft, rounds: 2,
-			setup: func(_ *Watchdog, e *fakeEngine, _ *fakeKernel, _ any) {
+			setup: func(_ *Watchdog, e *fakeEngine, _ *cusetest.Kernel, _ any) {
 				e.getData = []byte{0x44, 0x31, 2, 0, 100, 0, 0x4B, 0x00} // 75 × 100 ms
 			}, checks: []check{intIs(7), sentCmds(CmdGetWatchdog)}},
 		{name: "GETTIMELEFT BMC error", cmd: IoctlGetTimeLeft, errno: syscall.EINVAL, rounds: 2,
-			setup: func(_ *Watchdog, e *fakeEngine, _ *fakeKernel, _ any) { e.getCC, e.getData = 0xC1, []byte{} }},
+			setup: func(_ *Watchdog, e *fakeEngine, _ *cusetest.Kernel, _ any) { e.getCC, e.getData = 0xC1, []byte{} }},
 		{name: "GETTIMELEFT short response", cmd: IoctlGetTimeLeft, errno: syscall.EIO, rounds: 2,
-			setup: func(_ *Watchdog, e *fakeEngine, _ *fakeKernel, _ any) { e.getData = []byte{0x44} }},
+			setup: func(_ *Watchdog, e *fakeEngine, _ *cusetest.Kernel, _ any) { e.getData = []byte{0x44} }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w, e, _ := newTest(t, nil)
@@ -129,12 +130,12 @@ func TestIoctls(t *testing.T) {
 			if arg == nil {
 				arg = make([]byte, 4)
 			}
-			errno := k.ioctl(context.Background(), f, tc.cmd, k.arg(arg))
+			errno := k.Ioctl(context.Background(), f, tc.cmd, mapArg(k, arg), 0)
 			if errno != tc.errno {
 				t.Fatalf("errno %v, want %v", errno, tc.errno)
 			}
-			if k.rounds != tc.rounds {
-				t.Errorf("rounds %d, want %d", k.rounds, tc.rounds)
+			if k.Rounds != tc.rounds {
+				t.Errorf("rounds %d, want %d", k.Rounds, tc.rounds)
 			}
 			for _, c := range tc.checks {
 				c(t, w, e, arg)
@@ -156,7 +157,7 @@ func TestGetStatusBits(t *testing.T) {
 	status := func() int32 {
 		t.Helper()
 		b := make([]byte, 4)
-		if errno := k.ioctl(context.Background(), f, IoctlGetStatus, k.arg(b)); errno != 0 {
+		if errno := k.Ioctl(context.Background(), f, IoctlGetStatus, mapArg(k, b), 0); errno != 0 {
 			t.Fatal(errno)
 		}
 		v, _ := DecodeInt(b)
@@ -411,14 +412,14 @@ func TestRearmOn0x80(t *testing.T) {
 			k := newKernel(t)
 			f := open(t, w)
 			defer f.Release()
-			if errno := k.ioctl(context.Background(), f, IoctlKeepalive, k.arg(make([]byte, 4))); errno != 0 {
+			if errno := k.Ioctl(context.Background(), f, IoctlKeepalive, mapArg(k, make([]byte, 4)), 0); errno != 0 {
 				t.Fatal(errno)
 			}
 			e.reset()
 			e.mu.Lock()
 			e.resetCCs = tc.ccs
 			e.mu.Unlock()
-			if errno := k.ioctl(context.Background(), f, IoctlKeepalive, k.arg(make([]byte, 4))); errno != tc.errno {
+			if errno := k.Ioctl(context.Background(), f, IoctlKeepalive, mapArg(k, make([]byte, 4)), 0); errno != tc.errno {
 				t.Fatalf("errno %v, want %v", errno, tc.errno)
 			}
 			if got := e.cmds(); !bytes.Equal(got, tc.cmds) {
@@ -476,11 +477,11 @@ func TestSetOptionsNowayout(t *testing.T) {
 	k := newKernel(t)
 	f := open(t, w)
 	defer f.Release()
-	if errno := k.ioctl(context.Background(), f, IoctlSetOptions, k.arg(EncodeInt(SetOptEnableCard))); errno != 0 {
+	if errno := k.Ioctl(context.Background(), f, IoctlSetOptions, mapArg(k, EncodeInt(SetOptEnableCard)), 0); errno != 0 {
 		t.Fatal(errno)
 	}
 	e.reset()
-	if errno := k.ioctl(context.Background(), f, IoctlSetOptions, k.arg(EncodeInt(SetOptDisableCard))); errno != syscall.EBUSY {
+	if errno := k.Ioctl(context.Background(), f, IoctlSetOptions, mapArg(k, EncodeInt(SetOptDisableCard)), 0); errno != syscall.EBUSY {
 		t.Fatalf("DISABLECARD under nowayout: %v, want EBUSY", errno)
 	}
 	if len(e.cmds()) != 0 || !w.Stats().Running {
@@ -493,11 +494,11 @@ func TestKeepaliveAfterDisableIsNoop(t *testing.T) {
 	k := newKernel(t)
 	f := open(t, w)
 	defer f.Release()
-	if errno := k.ioctl(context.Background(), f, IoctlSetOptions, k.arg(EncodeInt(SetOptDisableCard))); errno != 0 {
+	if errno := k.Ioctl(context.Background(), f, IoctlSetOptions, mapArg(k, EncodeInt(SetOptDisableCard)), 0); errno != 0 {
 		t.Fatal(errno)
 	}
 	e.reset()
-	if errno := k.ioctl(context.Background(), f, IoctlKeepalive, k.arg(make([]byte, 4))); errno != 0 {
+	if errno := k.Ioctl(context.Background(), f, IoctlKeepalive, mapArg(k, make([]byte, 4)), 0); errno != 0 {
 		t.Fatal(errno)
 	}
 	if len(e.cmds()) != 0 {
@@ -511,7 +512,7 @@ func TestBootStatusCached(t *testing.T) {
 	f := open(t, w)
 	defer f.Release()
 	for range 3 {
-		if errno := k.ioctl(context.Background(), f, IoctlGetBootStatus, k.arg(make([]byte, 4))); errno != 0 {
+		if errno := k.Ioctl(context.Background(), f, IoctlGetBootStatus, mapArg(k, make([]byte, 4)), 0); errno != 0 {
 			t.Fatal(errno)
 		}
 	}

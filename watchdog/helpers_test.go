@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ipmi-cuse/ipmi-cuse/cuse"
+	"github.com/ipmi-cuse/ipmi-cuse/cuse/cusetest"
 	"github.com/ipmi-cuse/ipmi-cuse/sched"
 )
 
@@ -172,90 +173,22 @@ func newTest(t *testing.T, mod func(*Config)) (*Watchdog, *fakeEngine, *logCaptu
 	return w, e, logs
 }
 
-// userMem is a fake process address space for the ioctl retry protocol.
-type userMem struct {
-	regions map[uint64][]byte
-}
-
-func (m *userMem) span(base, n uint64) ([]byte, bool) {
-	for rb, r := range m.regions {
-		if base >= rb && base+n >= base && base+n <= rb+uint64(len(r)) {
-			return r[base-rb : base-rb+n], true
-		}
-	}
-	return nil, false
-}
-
+// argBase is where the fake process keeps the ioctl argument.
 const argBase = 0x7000_0000
 
-// fakeKernel runs the unrestricted ioctl protocol of fs/fuse/ioctl.c
-// against a cuse.File, serving iovecs from a userMem.
-type fakeKernel struct {
-	t      *testing.T
-	mem    *userMem
-	rounds int
+// newKernel returns a fake kernel (cuse/cusetest) that fails the test when
+// an ioctl takes more than 4 rounds; every WDIOC command needs at most 2.
+func newKernel(t *testing.T) *cusetest.Kernel {
+	k := cusetest.NewKernel(t, nil)
+	k.MaxRounds = 4
+	return k
 }
 
-func newKernel(t *testing.T) *fakeKernel {
-	return &fakeKernel{t: t, mem: &userMem{regions: map[uint64][]byte{}}}
-}
-
-// arg maps b at argBase (kept, so writes show in b) and returns argBase.
-func (k *fakeKernel) arg(b []byte) uint64 {
-	k.mem.regions = map[uint64][]byte{argBase: b}
+// mapArg maps b at argBase in k's memory (kept, so writes show in b) and
+// returns argBase, the ioctl argument.
+func mapArg(k *cusetest.Kernel, b []byte) uint64 {
+	k.Mem.Map(argBase, b)
 	return argBase
-}
-
-// ioctl performs one ioctl(2) and returns the errno the caller sees.
-func (k *fakeKernel) ioctl(ctx context.Context, f cuse.File, cmd uint32, arg uint64) syscall.Errno {
-	k.t.Helper()
-	in := &cuse.IoctlIn{Cmd: cmd, Arg: arg, Flags: 0x2}
-	var outIovs []cuse.Iovec
-	for k.rounds = 1; ; k.rounds++ {
-		if k.rounds > 4 {
-			k.t.Fatalf("ioctl %#x: no progress after 4 rounds", cmd)
-		}
-		out := f.Ioctl(ctx, in)
-		if !out.Retry {
-			if out.Errno != 0 {
-				return out.Errno
-			}
-			if uint32(len(out.Out)) > in.OutSize {
-				return syscall.EIO
-			}
-			rest := out.Out
-			for _, iov := range outIovs {
-				n := min(uint64(len(rest)), iov.Len)
-				dst, ok := k.mem.span(iov.Base, n)
-				if !ok {
-					return syscall.EFAULT
-				}
-				copy(dst, rest[:n])
-				rest = rest[n:]
-			}
-			if out.Result < 0 {
-				return syscall.Errno(-out.Result)
-			}
-			return 0
-		}
-		var payload []byte
-		var outTotal uint64
-		for _, iov := range out.InIovs {
-			src, ok := k.mem.span(iov.Base, iov.Len)
-			if !ok {
-				return syscall.EFAULT
-			}
-			payload = append(payload, src...)
-		}
-		for _, iov := range out.OutIovs {
-			if iov.Len == 0 {
-				k.t.Errorf("ioctl %#x: zero-length out iovec", cmd)
-			}
-			outTotal += iov.Len
-		}
-		outIovs = out.OutIovs
-		in = &cuse.IoctlIn{Cmd: cmd, Arg: arg, Flags: 0x2, In: payload, OutSize: uint32(outTotal)}
-	}
 }
 
 // open opens the device or fails the test.
