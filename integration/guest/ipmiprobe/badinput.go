@@ -657,20 +657,18 @@ func (p *prober) flood() error {
 	return nil
 }
 
-// floodSummary is the compared line for the flood. The kernel (6.1)
-// counts only requests still in flight against max_msgs_per_user (100), so
-// how many it accepts depends on how many the BMC answered meanwhile; the
-// exact count goes to stderr, and this line says only what must hold in
-// both modes: SEND refused with EBUSY, and not before the 100th request.
+// floodSummary is the compared line for the flood. The testbed's kernel
+// (Debian 6.1.0-56) counts a reply against max_msgs_per_user (100) until
+// it is received, not only while it is in flight (the 2022 limits patch
+// decremented the count at delivery; a later upstream fix moved that to
+// when the message is freed): in the testbed 100 SENDs take over 3 ms
+// while the BMC answers each in well under 0.1 ms, yet the 101st gets
+// EBUSY. So the exact count is deterministic and compared.
 func floodSummary(accepted int, e syscall.Errno) string {
-	switch {
-	case e == 0:
+	if e == 0 {
 		return fmt.Sprintf("all %d accepted", accepted)
-	case accepted >= 100:
-		return "EBUSY after at least 100 accepted"
-	default:
-		return fmt.Sprintf("%s after %d accepted", errName(e), accepted)
 	}
+	return fmt.Sprintf("%s after %d accepted", errName(e), accepted)
 }
 
 // daemonProc returns the /proc directory of the ipmi-cuse daemon, or "".
