@@ -58,8 +58,9 @@ const (
 	earlyInterruptAge = 10 * time.Second
 )
 
-// dispatch handles one request message (owned by the callee). INTERRUPT and
-// trivial replies are answered inline; everything that calls the device runs
+// dispatch handles one request message (owned by the callee). INTERRUPT,
+// trivial replies, POLL and (with Config.InlineIoctl) IOCTL are answered
+// inline, since they never block; everything else that calls the device runs
 // in its own goroutine so a blocked call never holds up other requests.
 func (s *Server) dispatch(msg []byte) {
 	if len(msg) < inHeaderSize {
@@ -110,9 +111,14 @@ func (s *Server) dispatch(msg []byte) {
 	case opRelease:
 		handle = s.doRelease
 	case opIoctl:
+		if s.cfg.InlineIoctl {
+			s.doIoctl(s.baseCtx, &hdr, msg)
+			return
+		}
 		handle = s.doIoctl
 	case opPoll:
-		handle = s.doPoll
+		s.doPoll(s.baseCtx, &hdr, msg)
+		return
 	default:
 		s.log.Warn("cuse: unsupported opcode", "op", opName(hdr.Opcode), "unique", hdr.Unique)
 		s.sendErr(hdr.Unique, syscall.ENOSYS)

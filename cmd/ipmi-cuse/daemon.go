@@ -97,6 +97,8 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		UID:     -1,
 		GID:     gid,
 		Logger:  log,
+		// /dev/ipmi0's ioctls only queue requests and dequeue replies.
+		InlineIoctl: true,
 	}, dev)}
 
 	var wd *watchdog.Watchdog

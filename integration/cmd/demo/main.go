@@ -32,6 +32,8 @@ var demoCommands = [][]string{
 func main() {
 	mode := flag.String("mode", "auto", "how /dev/ipmi0 is served: shim, kernel, or auto (shim when cmd/ipmi-cuse exists)")
 	timeout := flag.Duration("timeout", 5*time.Minute, "kill the VM after this long")
+	var bins guestBins
+	flag.Var(&bins, "add", "add a host binary to the guest, as `guestpath=hostpath` (repeatable), e.g. a client to run")
 	daemonArgs := flag.String("args", "", "ipmi-cuse's flags in the guest, space-separated (default: none, as a sysadmin runs it)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "Usage: demo [flags] [command args...]\n\n"+
@@ -42,13 +44,30 @@ func main() {
 	if flag.NArg() > 0 {
 		demoCommands = [][]string{flag.Args()}
 	}
-	if err := run(*mode, *timeout, strings.Fields(*daemonArgs)); err != nil {
+	if err := run(*mode, *timeout, strings.Fields(*daemonArgs), bins); err != nil {
 		slog.Error("demo failed", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(mode string, timeout time.Duration, daemonArgs []string) error {
+// guestBins collects -add flags: guest path → host binary.
+type guestBins map[string]string
+
+func (g *guestBins) String() string { return fmt.Sprint(map[string]string(*g)) }
+
+func (g *guestBins) Set(v string) error {
+	guest, host, ok := strings.Cut(v, "=")
+	if !ok || !strings.HasPrefix(guest, "/") || host == "" {
+		return fmt.Errorf("want guestpath=hostpath, got %q", v)
+	}
+	if *g == nil {
+		*g = guestBins{}
+	}
+	(*g)[guest] = host
+	return nil
+}
+
+func run(mode string, timeout time.Duration, daemonArgs []string, bins guestBins) error {
 	env, err := testbed.FindEnv()
 	if err != nil {
 		return err
@@ -62,7 +81,7 @@ func run(mode string, timeout time.Duration, daemonArgs []string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	s := &testbed.Session{Env: env, Dir: dir, Timeout: timeout, BMC: testbed.BMC{FRUData: dir + "/fru.bin"}}
+	s := &testbed.Session{Env: env, Dir: dir, Timeout: timeout, BMC: testbed.BMC{FRUData: dir + "/fru.bin"}, GuestBins: bins}
 	if err := testbed.WriteFRUData(s.BMC.FRUData); err != nil {
 		return err
 	}
