@@ -174,8 +174,8 @@ func TestSendRounds(t *testing.T) {
 		data   []byte
 		rounds int
 	}{
-		{"no data", nil, 3},
-		{"with data", []byte{1, 2, 3}, 3},
+		{"no data", nil, 3},               // struct; struct+addr; submit
+		{"with data", []byte{1, 2, 3}, 4}, // ... then struct+addr+data; submit
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -276,6 +276,172 @@ func TestSendErrors(t *testing.T) {
 			t.Errorf("send = %v, want EFAULT", got)
 		}
 	})
+}
+
+// sendVariant is one of the four SEND ioctls, with an encoder for its struct.
+type sendVariant struct {
+	name   string
+	cmd    uint32
+	flags  uint32
+	encode func(Req) []byte
+}
+
+// encodeCompatReq lays out compat_ipmi_req: addr@0 addr_len@4 msgid@8 (s32)
+// msg@12 (netfn, cmd, data_len@14, data@16).
+func encodeCompatReq(r Req) []byte {
+	b := make([]byte, SizeofCompatReq)
+	le.PutUint32(b[0:], uint32(r.Addr))
+	le.PutUint32(b[4:], r.AddrLen)
+	le.PutUint32(b[8:], uint32(r.MsgID))
+	b[12], b[13] = r.Msg.NetFn, r.Msg.Cmd
+	le.PutUint16(b[14:], r.Msg.DataLen)
+	le.PutUint32(b[16:], uint32(r.Msg.Data))
+	return b
+}
+
+var sendVariants = []sendVariant{
+	{"native", IoctlSendCommand, 0, Req.Encode},
+	{"native settime", IoctlSendCommandSettime, 0, func(r Req) []byte {
+		return ReqSettime{Req: r, Retries: 1, RetryTimeMs: 100}.Encode()
+	}},
+	{"compat", IoctlCompatSendCommand, cusetest.FlagCompat | cusetest.Flag32Bit, encodeCompatReq},
+	{"compat settime", IoctlCompatSendCommandSettime, cusetest.FlagCompat | cusetest.Flag32Bit, func(r Req) []byte {
+		b := make([]byte, SizeofCompatReqSettime)
+		copy(b, encodeCompatReq(r))
+		le.PutUint32(b[20:], 1)
+		le.PutUint32(b[24:], 100)
+		return b
+	}},
+}
+
+// TestSendCopyOrder checks that SEND copies and checks in the kernel's order
+// (struct, addr_len, address, address validation, data_len, data), so an
+// error the kernel finds before it copies the data wins over a data pointer
+// that faults, and that each copy costs the rounds documented in doc.go.
+func TestSendCopyOrder(t *testing.T) {
+	const noAccess = 0xdeadb000 // a data pointer into a page nobody mapped (fits in 32 bits)
+	bad55 := IPMBAddr{AddrType: 0x55, Channel: 0, SlaveAddr: 0x20}.Encode()
+	tests := []struct {
+		name   string
+		req    Req
+		addr   []byte
+		data   []byte // mapped at dataBase when not nil
+		want   syscall.Errno
+		rounds int
+	}{
+		// The VM finding: the kernel validates the address before it
+		// copies the data.
+		{"bad addr type, data no access", Req{Addr: addrBase, AddrLen: 8, Msg: Msg{NetFn: 6, Cmd: 1, DataLen: 1, Data: noAccess}}, bad55, nil, syscall.EINVAL, 3},
+		{"bad sysintf channel, data no access", Req{Addr: addrBase, AddrLen: 8, Msg: Msg{NetFn: 6, Cmd: 1, DataLen: 4, Data: noAccess}},
+			SystemInterfaceAddr{AddrType: SystemInterfaceAddrType, Channel: 0}.Encode(), nil, syscall.EINVAL, 3},
+		{"good addr, data no access", Req{Addr: addrBase, AddrLen: 8, Msg: Msg{NetFn: 6, Cmd: 1, DataLen: 1, Data: noAccess}}, sysAddr(0), nil, syscall.EFAULT, 3},
+		// addr_len > 40 is checked before the address is copied, < 8 by
+		// the validation after it; both before the data.
+		{"addr_len 41, data no access", Req{Addr: addrBase, AddrLen: 41, Msg: Msg{NetFn: 6, Cmd: 1, DataLen: 1, Data: noAccess}}, make([]byte, 41), nil, syscall.EINVAL, 2},
+		{"addr_len 7, data no access", Req{Addr: addrBase, AddrLen: 7, Msg: Msg{NetFn: 6, Cmd: 1, DataLen: 1, Data: noAccess}}, sysAddr(0), nil, syscall.EINVAL, 3},
+		{"addr_len 0, data no access", Req{Addr: addrBase, AddrLen: 0, Msg: Msg{NetFn: 6, Cmd: 1, DataLen: 1, Data: noAccess}}, sysAddr(0), nil, syscall.EINVAL, 2},
+		{"addr no access, data no access", Req{Addr: unmapped, AddrLen: 8, Msg: Msg{NetFn: 6, Cmd: 1, DataLen: 1, Data: noAccess}}, nil, nil, syscall.EFAULT, 2},
+		// data_len > 272 is checked after the address and before the copy.
+		{"data_len 273, data no access", Req{Addr: addrBase, AddrLen: 8, Msg: Msg{NetFn: 6, Cmd: 1, DataLen: 273, Data: noAccess}}, sysAddr(0), nil, syscall.EMSGSIZE, 3},
+		{"bad addr, data_len 273", Req{Addr: addrBase, AddrLen: 8, Msg: Msg{NetFn: 6, Cmd: 1, DataLen: 273, Data: noAccess}}, bad55, nil, syscall.EINVAL, 3},
+		// Nothing to copy: no data round, whatever the pointer.
+		{"data_len 0", Req{Addr: addrBase, AddrLen: 8, Msg: Msg{NetFn: 6, Cmd: 1}}, sysAddr(0), nil, 0, 3},
+		{"data_len 0, data no access", Req{Addr: addrBase, AddrLen: 8, Msg: Msg{NetFn: 6, Cmd: 1, Data: noAccess}}, sysAddr(0), nil, 0, 3},
+		{"data NULL, data_len 300", Req{Addr: addrBase, AddrLen: 8, Msg: Msg{NetFn: 6, Cmd: 1, DataLen: 300}}, sysAddr(0), nil, 0, 3},
+		{"data_len 1", Req{Addr: addrBase, AddrLen: 8, Msg: Msg{NetFn: 6, Cmd: 1, DataLen: 1, Data: dataBase}}, sysAddr(0), []byte{7}, 0, 4},
+		{"data_len 270", Req{Addr: addrBase, AddrLen: 8, Msg: Msg{NetFn: 6, Cmd: 1, DataLen: 270, Data: dataBase}}, sysAddr(0), make([]byte, 270), 0, 4},
+		// The per-type checks come after the data copy.
+		{"data_len 271, data no access", Req{Addr: addrBase, AddrLen: 8, Msg: Msg{NetFn: 6, Cmd: 1, DataLen: 271, Data: noAccess}}, sysAddr(0), nil, syscall.EFAULT, 3},
+		{"Get Message, data no access", Req{Addr: addrBase, AddrLen: 8, Msg: Msg{NetFn: 6, Cmd: 0x33, DataLen: 1, Data: noAccess}}, sysAddr(0), nil, syscall.EFAULT, 3},
+	}
+	for _, v := range sendVariants {
+		for _, tt := range tests {
+			t.Run(v.name+"/"+tt.name, func(t *testing.T) {
+				e := newEnv(t, Config{})
+				f := e.open()
+				e.mem.Map(argBase, v.encode(tt.req))
+				if tt.addr != nil {
+					e.mem.Map(addrBase, append([]byte(nil), tt.addr...))
+				}
+				if tt.data != nil {
+					e.mem.Map(dataBase, append([]byte(nil), tt.data...))
+				}
+				if got := e.k.Ioctl(context.Background(), f, v.cmd, argBase, v.flags); got != tt.want {
+					t.Errorf("send = %v, want %v", got, tt.want)
+				}
+				if e.k.Rounds != tt.rounds {
+					t.Errorf("rounds = %d, want %d", e.k.Rounds, tt.rounds)
+				}
+				wantSubmitted := 0
+				if tt.want == 0 {
+					wantSubmitted = 1
+				}
+				if n := e.eng.count(); n != wantSubmitted {
+					t.Fatalf("%d requests reached the engine, want %d", n, wantSubmitted)
+				}
+				if wantSubmitted == 1 {
+					want := append([]byte{tt.req.Msg.NetFn << 2, tt.req.Msg.Cmd}, tt.data...)
+					if got := e.eng.last(t).Msg; !bytes.Equal(got, want) {
+						t.Errorf("Msg = % x, want % x", got, want)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestSendStructChangesBetweenRounds: the caller rewrites the struct between
+// the address round and the data round (another thread, in a real process).
+// send must use what it got in the last round, consistently, never bytes
+// laid out for a struct it no longer has.
+func TestSendStructChangesBetweenRounds(t *testing.T) {
+	tests := []struct {
+		name    string
+		change  func(r *Req)
+		want    syscall.Errno
+		wantMsg []byte
+	}{
+		{"data grows", func(r *Req) { r.Msg.DataLen = 3 }, 0, []byte{0x18, 0x01, 1, 2, 3}},
+		{"data goes away", func(r *Req) { r.Msg.Data = 0 }, 0, []byte{0x18, 0x01}},
+		{"address goes bad", func(r *Req) { r.AddrLen = 7 }, syscall.EINVAL, nil},
+		{"data_len too big", func(r *Req) { r.Msg.DataLen = 273 }, syscall.EMSGSIZE, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, Config{})
+			f := e.open()
+			req := Req{Addr: addrBase, AddrLen: 8, Msg: Msg{NetFn: 6, Cmd: 1, DataLen: 2, Data: dataBase}}
+			st := e.mem.Map(argBase, req.Encode())
+			e.mem.Map(addrBase, sysAddr(0))
+			e.mem.Map(dataBase, []byte{1, 2, 3})
+			c := e.k.Start(f, IoctlSendCommand, argBase, 0)
+			// Round 2 asks for struct+addr and the kernel copies them; round
+			// 3 asks for the data, which the kernel copies together with
+			// the struct as it is by then.
+			for range 2 {
+				if _, done := c.Step(context.Background()); done {
+					t.Fatalf("done after %d rounds: %v", c.Rounds(), c.Errno())
+				}
+			}
+			tt.change(&req)
+			copy(st, req.Encode())
+			for {
+				if _, done := c.Step(context.Background()); done {
+					break
+				}
+			}
+			if c.Errno() != tt.want {
+				t.Fatalf("send = %v, want %v", c.Errno(), tt.want)
+			}
+			if tt.want == 0 {
+				if got := e.eng.last(t).Msg; !bytes.Equal(got, tt.wantMsg) {
+					t.Errorf("Msg = % x, want % x", got, tt.wantMsg)
+				}
+			} else if n := e.eng.count(); n != 0 {
+				t.Errorf("%d requests reached the engine", n)
+			}
+		})
+	}
 }
 
 func TestSendAccepted(t *testing.T) {

@@ -10,9 +10,16 @@
 // device.go and file.go implement cuse.Device: each open file is one
 // message-handler "user" with its own receive queue, and every ioctl asks
 // the kernel for exactly the user ranges the real driver would touch,
-// through CUSE unrestricted-ioctl retries. SEND_COMMAND to the system
-// interface becomes one sched.Request; its completion is formatted as the
-// kernel formats a BMC reply and queued on the file.
+// through CUSE unrestricted-ioctl retries, in the order the real driver
+// touches them, so that the first failing copy or check is the kernel's.
+// SEND_COMMAND to the system interface becomes one sched.Request; its
+// completion is formatted as the kernel formats a BMC reply and queued on
+// the file.
+//
+// SEND copies one thing per round, as handle_send_req does: the struct,
+// then the address (validated before anything else is copied), then the
+// data. A request without data (data_len 0 or a NULL data pointer, such as
+// Get Device ID) takes 3 rounds; a request with data takes 4.
 //
 // # Choices where the kernel gives no single answer
 //
@@ -38,9 +45,12 @@
 //
 // # Known differences from the kernel
 //
-//   - SEND with an invalid address and an unreadable data pointer fails
-//     with EFAULT (the kernel: EINVAL), because the data is read in the
-//     same round as the address.
+//   - SEND re-reads its struct (and the address) in every round, where the
+//     kernel reads each once. Only a caller that rewrites them while its
+//     own ioctl runs can tell: send acts on the latest struct, starting
+//     over from the address round when the lengths it got no longer match
+//     that struct; a pointer changed without a length change between two
+//     rounds leaves that round's bytes read through the old pointer.
 //   - RECEIVE reads the caller's address and data buffers ahead of writing
 //     them, so a bad pointer fails with EFAULT before the message is
 //     consumed (as the kernel's put-back does); unlike the kernel, the

@@ -292,18 +292,22 @@ var (
 	sendCompatSettime = sendLayout{size: SizeofCompatReqSettime, settime: true, decode: DecodeCompatReqSettime}
 )
 
-// send is IPMICTL_SEND_COMMAND(_SETTIME), in the kernel's check order:
-// struct, addr_len, address copy, address validation, data length, data
-// copy, per-user limit, per-address-type checks.
+// send is IPMICTL_SEND_COMMAND(_SETTIME) and their compat variants, with
+// the kernel's copies and checks in the kernel's order (handle_send_req):
+// copy the struct (EFAULT); addr_len > 40 (EINVAL); copy the address
+// (EFAULT); validate it (EINVAL); then, only if msg.data is not NULL,
+// data_len > 272 (EMSGSIZE) and copy the data (EFAULT); then the per-user
+// limit and the per-address-type checks.
 //
-// Round 1 asks for the struct; round 2 validates addr_len and asks for the
-// struct again plus the address and the data; round 3 re-parses the struct
-// (the user may have changed it), checks that the payload is exactly what
-// the struct describes (else asks again) and queues the request.
-// The data is not asked for when data_len > 272, so the kernel's EINVAL for a
-// bad address still wins over EMSGSIZE; the one difference left is that a
-// bad address together with an unreadable data pointer gives EFAULT where
-// the kernel gives EINVAL.
+// Each copy is its own retry round, so that a fault in a later copy cannot
+// hide an error the kernel finds earlier: round 1 asks for the struct;
+// round 2 checks addr_len and asks for the struct and the address; round 3
+// validates the address and checks data_len, and then either submits (no
+// data to copy: 3 rounds in all, as for Get Device ID) or asks for the
+// struct, the address and the data; round 4 runs every check again on what
+// it got and submits. Every round re-reads the struct, since the caller
+// may change it between rounds; when the payload no longer matches what
+// the current struct describes, send starts over from the address round.
 func (f *File) send(in *cuse.IoctlIn, l sendLayout) cuse.IoctlOut {
 	if len(in.In) < l.size {
 		return retry([]cuse.Iovec{{Base: in.Arg, Len: uint64(l.size)}}, nil)
@@ -316,31 +320,29 @@ func (f *File) send(in *cuse.IoctlIn, l sendLayout) cuse.IoctlOut {
 	if req.AddrLen > SizeofAddr {
 		return result(syscall.EINVAL)
 	}
-	dataLen := uint32(req.Msg.DataLen)
+	dataLen := int(req.Msg.DataLen)
 	if req.Msg.Data == 0 {
 		dataLen = 0 // the kernel ignores data_len without a data pointer
 	}
-	wantData := dataLen
-	if dataLen > MaxMsgLength {
-		wantData = 0
+	structIov := cuse.Iovec{Base: in.Arg, Len: uint64(l.size)}
+	addrIov := cuse.Iovec{Base: req.Addr, Len: uint64(req.AddrLen)}
+	addrEnd := l.size + int(req.AddrLen)
+	if len(in.In) != addrEnd && len(in.In) != addrEnd+dataLen {
+		// Round 2, or the struct changed under us: the address alone.
+		return retry([]cuse.Iovec{structIov, addrIov}, nil)
 	}
-	need := l.size + int(req.AddrLen) + int(wantData)
-	if len(in.In) != need {
-		return retry([]cuse.Iovec{
-			{Base: in.Arg, Len: uint64(l.size)},
-			{Base: req.Addr, Len: uint64(req.AddrLen)},
-			{Base: req.Msg.Data, Len: uint64(wantData)},
-		}, nil)
-	}
-	addrBytes := in.In[l.size : l.size+int(req.AddrLen)]
-	addr, errno := validateAddr(addrBytes)
+	addr, errno := validateAddr(in.In[l.size:addrEnd])
 	if errno != 0 {
 		return result(errno)
 	}
 	if dataLen > MaxMsgLength {
 		return result(syscall.EMSGSIZE)
 	}
-	data := in.In[l.size+int(req.AddrLen):]
+	if len(in.In) != addrEnd+dataLen {
+		// The address is good and there is data: copy it in one more round.
+		return retry([]cuse.Iovec{structIov, addrIov, {Base: req.Msg.Data, Len: uint64(dataLen)}}, nil)
+	}
+	data := in.In[addrEnd:]
 	// _SETTIME's retries/retry_time_ms, like the file's timing defaults,
 	// only matter for IPMB/LAN requests; the kernel ignores them for the
 	// system interface.
