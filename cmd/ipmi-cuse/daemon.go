@@ -172,7 +172,12 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	log.Info("ipmi-cuse stopped cleanly")
+	ks, es := host.Stats(), engine.Stats()
+	log.Info("ipmi-cuse stopped cleanly",
+		"kcs_transactions", ks.Transactions, "kcs_failures", ks.Failures, "kcs_recoveries", ks.Recoveries,
+		"kcs_status_reads", ks.StatusReads, "kcs_sleeps", ks.Sleeps, "kcs_sleep_time", ks.SleepTime,
+		"completed_normal", es.CompletedNormal, "completed_priority", es.CompletedPriority,
+		"expired_in_queue", es.Expired, "failed_fast", es.FailedFast, "probes", es.Probes)
 	return nil
 }
 
