@@ -53,6 +53,7 @@ type BMCError struct {
 	Code uint8
 }
 
+// Error names the KCS error code, so logs say what the BMC reported.
 func (e *BMCError) Error() string {
 	var what string
 	switch e.Code {
@@ -101,6 +102,8 @@ type OpError struct {
 	BMC *BMCError
 }
 
+// Error describes where in the transaction it failed (phase, byte, status
+// seen, attempts) and why.
 func (e *OpError) Error() string {
 	s := "kcs: " + e.Phase + " phase"
 	if e.Index >= 0 {
