@@ -6,7 +6,7 @@ GO ?= go
 STATICCHECK_VERSION ?= v0.8.2
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 
-.PHONY: test lint unit staticcheck provision vm demo bench-vm
+.PHONY: test lint unit staticcheck provision vm demo bench-vm bench-watchdog
 
 test: lint unit vm
 
@@ -42,6 +42,15 @@ vm: provision
 # the requests per row (default 1000).
 bench-vm: provision
 	IPMI_CUSE_VM=1 IPMI_CUSE_BENCH=1 $(GO) test -count=1 -timeout $(VM_TIMEOUT) -run '^TestBenchVM$$' -v ./integration/
+
+# The slow-BMC watchdog scenario at full length (60 s at 200 ms/message,
+# 30 s silent, then a BMC reboot) with 8 flooding clients, five boots: the
+# kernel driver (/dev/ipmi0 patter; ipmi_watchdog), ipmi-cuse (/dev/ipmi0
+# patter; /dev/watchdog) and ipmi-cuse without the priority lane, as a
+# markdown table. Not part of `make test` (TestSlowBMCWatchdog asserts a
+# shorter version there). IPMI_CUSE_WATCHDOG_SCALE=ci runs the short one.
+bench-watchdog: provision
+	IPMI_CUSE_VM=1 IPMI_CUSE_BENCH=1 $(GO) test -count=1 -timeout $(VM_TIMEOUT) -run '^TestBenchWatchdog$$' -v ./integration/
 
 # Boots the VM, serves /dev/ipmi0 with ipmi-cuse and runs a few clients.
 demo: provision

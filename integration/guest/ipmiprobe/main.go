@@ -44,6 +44,8 @@ func main() {
 		err = runMicro(os.Args[2:])
 	case "child":
 		err = runChild(os.Args[2:])
+	case "flood", "pat":
+		err = runSlowBMC(os.Args[1], os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown subcommand %q", os.Args[1])
 	}
