@@ -87,7 +87,7 @@ func boot(t *testing.T, env *testbed.Env, kind bmcKind, mode testbed.Mode, daemo
 }
 
 // bootWith is boot with extra guest binaries (guest path → host path).
-func bootWith(t *testing.T, env *testbed.Env, kind bmcKind, mode testbed.Mode, daemonPath string, cmds []testbed.Command, bins map[string]string) *testbed.Output {
+func bootWith(t *testing.T, env *testbed.Env, kind bmcKind, mode testbed.Mode, daemonPath string, cmds []testbed.Command, bins map[string]string) (out *testbed.Output) {
 	t.Helper()
 	dir := t.TempDir()
 	s := &testbed.Session{
@@ -113,6 +113,13 @@ func bootWith(t *testing.T, env *testbed.Env, kind bmcKind, mode testbed.Mode, d
 			}
 		}()
 		s.BMC.Extern = sim.Addr
+		drv := startSimDriver(sim, dir) // msghandler_test.go
+		defer drv.stop()
+		defer func() {
+			if out != nil {
+				out.Files[simDriverFile] = drv.stop()
+			}
+		}()
 	}
 	out, res, err := s.Run(context.Background())
 	if res != nil {
@@ -220,20 +227,23 @@ func TestDifferential(t *testing.T) {
 func TestDifferentialSimBMC(t *testing.T) {
 	env := testEnv(t)
 	daemonPath, why := daemon(t)
-	cmds := make([]testbed.Command, len(corpus))
-	for i, c := range corpus {
-		cmds[i] = c.command()
+	var cmds []testbed.Command
+	for _, c := range append(corpus[:len(corpus):len(corpus)], simCorpus...) {
+		cmds = append(cmds, c.command())
 	}
-	kern := boot(t, env, simBMC, testbed.KernelMode, "", cmds)
+	bins := probeBins(t)
+	kern := bootWith(t, env, simBMC, testbed.KernelMode, "", cmds, bins)
 	if r := kern.Command("mc_info"); r == nil || r.Exit != 0 || !bytes.Contains(r.Stdout, []byte("IPMI Version")) {
 		t.Fatalf("ipmitool mc info through the kernel driver to bmcsim failed: %+v", r)
 	}
+	t.Run("kernel", func(t *testing.T) { checkSimCorpusKernel(t, kern) })
 	t.Run("shim", func(t *testing.T) {
 		if daemonPath == "" {
 			t.Skip(why)
 		}
-		shim := boot(t, env, simBMC, testbed.ShimMode, daemonPath, cmds)
-		if !compare(t, kern, shim, "shim") {
+		shim := bootWith(t, env, simBMC, testbed.ShimMode, daemonPath, cmds, bins)
+		compareSimDriver(t, kern, shim)
+		if !compare(t, kern, shim, "shim", simCorpus...) {
 			t.Logf("ipmi-cuse's log:\n%s", shim.Files[testbed.GuestDaemonLog])
 		}
 	})
@@ -241,11 +251,12 @@ func TestDifferentialSimBMC(t *testing.T) {
 
 // compare checks every corpus command of other against the kernel's run:
 // same exit status, same stdout and stderr after the command's
-// normalisations. It reports whether all matched.
-func compare(t *testing.T, kern, other *testbed.Output, label string) bool {
+// normalisations, and the extra entries likewise. It reports whether all
+// matched.
+func compare(t *testing.T, kern, other *testbed.Output, label string, extra ...corpusEntry) bool {
 	t.Helper()
 	ok := true
-	for _, c := range corpus {
+	for _, c := range append(corpus[:len(corpus):len(corpus)], extra...) {
 		t.Run(c.name, func(t *testing.T) {
 			k, s := kern.Command(c.name), other.Command(c.name)
 			if s == nil {

@@ -46,6 +46,8 @@ func main() {
 		err = runChild(os.Args[2:])
 	case "flood", "pat":
 		err = runSlowBMC(os.Args[1], os.Args[2:])
+	case "msghandler":
+		err = runMsgHandler(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown subcommand %q", os.Args[1])
 	}

@@ -1,0 +1,343 @@
+package main
+
+// The message-handler subcommands: what a client sees of events, bridged
+// requests and incoming commands, printed field by field so the kernel
+// driver and ipmi-cuse can be compared exactly.
+//
+//	ipmiprobe msghandler events -wait N -timeout S [-platform] [-kick]
+//	ipmiprobe msghandler regcmd -netfn F -cmd C -timeout S [-kick]
+//	ipmiprobe msghandler bridge -sa A -netfn F -cmd C [-retries R -retry-ms M]
+//	ipmiprobe msghandler traffic -for D
+//
+// -kick (and traffic) keep another file sending Get Device ID every
+// 250 ms meanwhile, as a busy system's other clients would. The testbed
+// needs it for the kernel driver with the simulated BMC: QEMU raises the
+// KCS interrupt only after the BMC sent VM_CMD_ENABLE_IRQ, which
+// bmcsim/vmserial never does, so ipmi_si (in interrupt mode: ACPI gives it
+// IRQ 5) never gets an interrupt and looks at SMS_ATN only around a
+// transaction of its own.
+//
+// Every stdout line is "case: result" and does not vary between boots
+// (the only varying bytes, the BMC's timestamp in an event it generated
+// itself, are masked and the masking is printed).
+
+import (
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ipmi-cuse/ipmi-cuse/ioctl"
+)
+
+// runMsgHandler dispatches the msghandler subcommands.
+func runMsgHandler(args []string) error {
+	if len(args) == 0 {
+		return fmt.Errorf("msghandler: want events|regcmd|bridge")
+	}
+	switch args[0] {
+	case "events":
+		return runEvents(args[1:])
+	case "regcmd":
+		return runRegCmd(args[1:])
+	case "bridge":
+		return runBridge(args[1:])
+	case "traffic":
+		fs := flag.NewFlagSet("traffic", flag.ContinueOnError)
+		d := fs.Duration("for", 3*time.Second, "how long")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		stop, err := startKicker(true)
+		if err != nil {
+			return err
+		}
+		time.Sleep(*d)
+		out("traffic", stop())
+		return nil
+	}
+	return fmt.Errorf("msghandler: unknown mode %q", args[0])
+}
+
+// byteFlag is a flag holding one byte, written in any base Go accepts
+// (0x30, 48).
+type byteFlag uint8
+
+func (b *byteFlag) String() string { return fmt.Sprintf("%#02x", uint8(*b)) }
+
+func (b *byteFlag) Set(s string) error {
+	v, err := strconv.ParseUint(s, 0, 8)
+	if err != nil {
+		return fmt.Errorf("byte flag: %w", err)
+	}
+	*b = byteFlag(v)
+	return nil
+}
+
+// describe prints a received message with every field the ABI defines,
+// masking data bytes [maskFrom, maskTo) as "TT".
+func describe(r reply, maskFrom, maskTo int) string {
+	if r.errno != 0 {
+		return errName(r.errno)
+	}
+	data := make([]string, len(r.data))
+	for i, b := range r.data {
+		if i >= maskFrom && i < maskTo {
+			data[i] = "TT"
+			continue
+		}
+		data[i] = fmt.Sprintf("%02x", b)
+	}
+	return fmt.Sprintf("type=%d msgid=%d netfn=%#02x cmd=%#02x addr_len=%d addr=% x data_len=%d data=%s",
+		r.recv.RecvType, r.recv.MsgID, r.recv.Msg.NetFn, r.recv.Msg.Cmd, r.recv.AddrLen,
+		r.addr[:min(int(r.recv.AddrLen), len(r.addr))], r.recv.Msg.DataLen, strings.Join(data, " "))
+}
+
+// next waits until deadline for one message on fd and receives it; errno
+// ETIMEDOUT when none came.
+func (a *arena) next(fd int, deadline time.Time) reply {
+	left := time.Until(deadline)
+	if left <= 0 {
+		return reply{errno: unix.ETIMEDOUT}
+	}
+	rev, err := waitReadable(fd, left)
+	if err != nil || rev&unix.POLLIN == 0 {
+		return reply{errno: unix.ETIMEDOUT}
+	}
+	return a.receive(fd, ioctl.IoctlReceiveMsgTrunc, ioctl.SizeofAddr, 300)
+}
+
+// Event record bytes 3..6 are the timestamp the BMC stamps on an event it
+// generates itself (SEL record format, IPMI v2.0 §32.1).
+const evTimeFrom, evTimeTo = 3, 7
+
+// runEvents turns gets_events on for a file and prints the recv_type 2
+// messages it gets, up to -wait of them or until -timeout. With -platform
+// it first has the BMC generate one event itself: a Platform Event
+// (sensor netfn 04h, cmd 02h) sent from a second file, as another process
+// would. Without it, the event comes from outside (the host test puts one
+// into the simulated BMC's event buffer).
+func runEvents(args []string) error {
+	fs := flag.NewFlagSet("events", flag.ContinueOnError)
+	wait := fs.Int("wait", 1, "events to wait for")
+	timeout := fs.Duration("timeout", 20*time.Second, "how long to wait for them")
+	platform := fs.Bool("platform", false, "send a Platform Event from a second file first")
+	kick := fs.Bool("kick", false, "send Get Device ID from another file meanwhile")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	stop, err := startKicker(*kick)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	a, err := newArena()
+	if err != nil {
+		return err
+	}
+	fd, err := openDev()
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	out("set_gets_events_1", errName(ioctlRaw(fd, ioctl.IoctlSetGetsEvents, a.put(offArg, ioctl.EncodeInt(1)))))
+	mask := 0
+	if *platform {
+		// Generator 41h (system software ID 20h), EvM rev 04h,
+		// temperature sensor 30h, threshold event, assertion of
+		// "upper non-critical going high" with trigger reading 57h and
+		// threshold 50h in bytes 2 and 3.
+		fd2, err := openDev()
+		if err != nil {
+			return err
+		}
+		e := a.send(fd2, 0x04, 0x02, []byte{0x41, 0x04, 0x01, 0x30, 0x01, 0x57, 0x57, 0x50}, 9)
+		if e != 0 {
+			out("platform_event", errName(e))
+		} else {
+			out("platform_event", describe(a.await(fd2), -1, -1))
+		}
+		unix.Close(fd2)
+		mask = evTimeTo
+		out("event_mask", "data bytes 3-6 (the BMC's timestamp) printed as TT")
+	}
+	deadline := time.Now().Add(*timeout)
+	got := 0
+	for got < *wait {
+		r := a.next(fd, deadline)
+		if r.errno == unix.ETIMEDOUT {
+			out("events", fmt.Sprintf("timeout after %d of %d", got, *wait))
+			return nil
+		}
+		if r.errno == 0 && r.recv.RecvType == ioctl.AsyncEventRecvType {
+			got++
+			out(fmt.Sprintf("event_%d", got), describe(r, evTimeFrom, mask))
+			continue
+		}
+		out("unexpected", describe(r, -1, -1))
+	}
+	out("events", fmt.Sprintf("%d received", got))
+	out("set_gets_events_0", errName(ioctlRaw(fd, ioctl.IoctlSetGetsEvents, a.put(offArg, ioctl.EncodeInt(0)))))
+	return nil
+}
+
+// runRegCmd registers for netfn/cmd, waits for the first incoming command
+// (recv_type 3), answers it with a response (netfn|1, the received address
+// and msgid, data 00 5a a5) and prints the recv_type 4 confirmation. The
+// host test injects the command repeatedly while this runs; commands after
+// the first are only counted on stderr.
+func runRegCmd(args []string) error {
+	fs := flag.NewFlagSet("regcmd", flag.ContinueOnError)
+	netfn, cmd := byteFlag(0x30), byteFlag(0x11)
+	fs.Var(&netfn, "netfn", "request netfn to register")
+	fs.Var(&cmd, "cmd", "command to register")
+	timeout := fs.Duration("timeout", 20*time.Second, "how long to wait for the command")
+	kick := fs.Bool("kick", false, "send Get Device ID from another file meanwhile")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	stop, err := startKicker(*kick)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	a, err := newArena()
+	if err != nil {
+		return err
+	}
+	fd, err := openDev()
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	spec := ioctl.CmdSpec{NetFn: uint8(netfn), Cmd: uint8(cmd)}.Encode()
+	out("register", errName(ioctlRaw(fd, ioctl.IoctlRegisterForCmd, a.put(offArg, spec))))
+	deadline := time.Now().Add(*timeout)
+	var in reply
+	for {
+		in = a.next(fd, deadline)
+		if in.errno != 0 {
+			out("command", errName(in.errno))
+			return nil
+		}
+		if in.recv.RecvType == ioctl.CmdRecvType {
+			break
+		}
+		out("unexpected", describe(in, -1, -1))
+	}
+	out("command", describe(in, -1, -1))
+
+	// The response goes to the address the command came from, with its
+	// msgid (the requester's rqSeq).
+	addr := append([]byte(nil), in.addr[:in.recv.AddrLen]...)
+	data := []byte{0x00, 0x5a, 0xa5}
+	req := ioctl.Req{AddrLen: in.recv.AddrLen, MsgID: in.recv.MsgID,
+		Msg: ioctl.Msg{NetFn: in.recv.Msg.NetFn | 1, Cmd: in.recv.Msg.Cmd, DataLen: uint16(len(data))}}
+	req.Addr = uint64(a.put(offAddr, addr))
+	req.Msg.Data = uint64(a.put(offData, data))
+	e := ioctlRaw(fd, ioctl.IoctlSendCommand, a.put(offReq, req.Encode()))
+	out("respond", errName(e))
+	if e == 0 {
+		more := 0
+		for {
+			r := a.next(fd, deadline)
+			if r.errno == 0 && r.recv.RecvType == ioctl.CmdRecvType {
+				more++ // a later injection of the same command
+				continue
+			}
+			out("response_result", describe(r, -1, -1))
+			break
+		}
+		if more > 0 {
+			info("%d more commands arrived before the confirmation", more)
+		}
+	}
+	out("unregister", errName(ioctlRaw(fd, ioctl.IoctlUnregisterForCmd, a.put(offArg, spec))))
+	return nil
+}
+
+// runBridge sends one request to an IPMB address on channel 0 (SEND_COMMAND,
+// or SEND_COMMAND_SETTIME when -retries is given) and prints the reply
+// with its address and msgid, which clients like ipmitool do not show.
+func runBridge(args []string) error {
+	fs := flag.NewFlagSet("bridge", flag.ContinueOnError)
+	sa, netfn, cmd := byteFlag(0x72), byteFlag(0x06), byteFlag(0x01)
+	fs.Var(&sa, "sa", "responder's slave address")
+	fs.Var(&netfn, "netfn", "request netfn")
+	fs.Var(&cmd, "cmd", "command")
+	retries := fs.Int("retries", -2, "SEND_COMMAND_SETTIME retries (-2: plain SEND_COMMAND)")
+	retryMs := fs.Uint("retry-ms", 0, "SEND_COMMAND_SETTIME retry time in ms")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	a, err := newArena()
+	if err != nil {
+		return err
+	}
+	fd, err := openDev()
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	addr := ioctl.IPMBAddr{AddrType: ioctl.IPMBAddrType, Channel: 0, SlaveAddr: uint8(sa), LUN: 0}.Encode()
+	req := ioctl.Req{Addr: uint64(a.put(offAddr, addr)), AddrLen: uint32(len(addr)), MsgID: 4242,
+		Msg: ioctl.Msg{NetFn: uint8(netfn), Cmd: uint8(cmd)}}
+	var e = unix.Errno(0)
+	if *retries == -2 {
+		e = ioctlRaw(fd, ioctl.IoctlSendCommand, a.put(offReq, req.Encode()))
+	} else {
+		rs := ioctl.ReqSettime{Req: req, Retries: int32(*retries), RetryTimeMs: uint32(*retryMs)}
+		e = ioctlRaw(fd, ioctl.IoctlSendCommandSettime, a.put(offReq, rs.Encode()))
+	}
+	out("send", errName(e))
+	if e != 0 {
+		return nil
+	}
+	// 5 transmissions 2 s apart at most with the defaults, plus slack.
+	out("reply", describe(a.next(fd, time.Now().Add(30*time.Second)), -1, -1))
+	return nil
+}
+
+// startKicker, when on, sends Get Device ID from a file of its own every
+// 250 ms until the returned stop is called; stop returns "ok" or the first
+// failure (the number of round trips varies and is not printed).
+func startKicker(on bool) (stop func() string, err error) {
+	if !on {
+		return func() string { return "off" }, nil
+	}
+	a, err := newArena()
+	if err != nil {
+		return nil, err
+	}
+	fd, err := openDev()
+	if err != nil {
+		return nil, err
+	}
+	quit, done := make(chan struct{}), make(chan string, 1)
+	go func() {
+		defer unix.Close(fd)
+		res := "ok"
+		for i := int64(1); ; i++ {
+			if r := a.roundTrip(fd, i); res == "ok" && (r.errno != 0 || len(r.data) == 0 || r.data[0] != 0) {
+				res = "Get Device ID failed: " + describe(r, -1, -1)
+			}
+			select {
+			case <-quit:
+				done <- res
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}()
+	var once string
+	return func() string {
+		if once == "" {
+			close(quit)
+			once = <-done
+		}
+		return once
+	}, nil
+}
