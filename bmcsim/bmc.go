@@ -143,6 +143,14 @@ func (b *BMC) AttentionIRQ() bool {
 		(b.enables&EnableEventIRQ != 0 && f&FlagEventBuffer != 0)
 }
 
+// IRQEnabled reports whether the host enabled the interface interrupt: the
+// receive-message or event-buffer interrupt bit of the BMC Global Enables.
+func (b *BMC) IRQEnabled() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.enables&(EnableReceiveIRQ|EnableEventIRQ) != 0
+}
+
 func (b *BMC) flagsLocked() byte {
 	var f byte
 	if len(b.rcvQueue) > 0 {

@@ -20,6 +20,14 @@ type AttentionIRQer interface {
 	AttentionIRQ() bool
 }
 
+// IRQEnabler is implemented by responders whose Global Enables switch the
+// system interface's interrupt on and off (the receive-message and
+// event-buffer interrupt bits), so an adapter can tell the emulated
+// interface, as QEMU's own simulated BMC does when those bits change.
+type IRQEnabler interface {
+	IRQEnabled() bool
+}
+
 type faults struct {
 	delay       time.Duration
 	silent      bool

@@ -168,6 +168,7 @@ type conn struct {
 	c    net.Conn
 	wmu  sync.Mutex // serialises writes and attention state
 	attn int        // last attention op sent; -1 unknown
+	irq  int        // last interrupt enable op sent; -1 unknown
 	buf  []byte
 }
 
@@ -182,7 +183,7 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 	defer c.Close()
 	s.log.Info("vmserial: QEMU connected", slog.String("remote", c.RemoteAddr().String()))
 
-	cn := &conn{s: s, c: c, attn: -1}
+	cn := &conn{s: s, c: c, attn: -1, irq: -1}
 	s.cur.Store(cn)
 	defer s.cur.CompareAndSwap(cn, nil)
 	var wg sync.WaitGroup
@@ -294,10 +295,26 @@ func (cn *conn) writeLocked(p []byte) error {
 	return nil
 }
 
-// syncAttention tells QEMU when the responder's attention changed.
+// syncAttention tells QEMU when the responder's interrupt enable or its
+// attention changed. Without OpEnableIRQ QEMU never raises the KCS
+// interrupt, and a guest driver that uses it (the kernel's ipmi_si) falls
+// back to slow timer polling and misses attention while idle.
 func (cn *conn) syncAttention() error {
 	cn.wmu.Lock()
 	defer cn.wmu.Unlock()
+	if e, ok := cn.s.r.(bmcsim.IRQEnabler); ok {
+		op := OpDisableIRQ
+		if e.IRQEnabled() {
+			op = OpEnableIRQ
+		}
+		if op != cn.irq {
+			if err := cn.writeLocked(Encode(nil, Frame{Kind: KindCommand, Data: []byte{byte(op)}})); err != nil {
+				return err
+			}
+			cn.s.log.Debug("vmserial: interrupt enable", slog.Int("op", op))
+			cn.irq = op
+		}
+	}
 	op := OpNoAttn
 	if cn.s.r.Attention() {
 		op = OpAttn

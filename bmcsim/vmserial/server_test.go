@@ -298,3 +298,28 @@ func TestForwardChassis(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// TestInterruptEnableFollowsGlobalEnables checks that QEMU is told to
+// enable the interface interrupt when the host sets an interrupt bit of the
+// BMC Global Enables, and to disable it when the host clears them, as
+// QEMU's own simulated BMC does; otherwise QEMU never raises the KCS IRQ.
+func TestInterruptEnableFollowsGlobalEnables(t *testing.T) {
+	b := bmcsim.New(bmcsim.Config{Logger: quiet})
+	_, cl := start(t, b)
+	cl.waitCmd(OpDisableIRQ) // the default enables have no interrupt bit
+	steps := []struct {
+		enables byte
+		want    byte
+	}{
+		{bmcsim.EnableReceiveIRQ | bmcsim.EnableEventBuffer | bmcsim.EnableSEL, OpEnableIRQ},
+		{bmcsim.EnableEventBuffer | bmcsim.EnableSEL, OpDisableIRQ},
+		{bmcsim.EnableEventIRQ, OpEnableIRQ},
+	}
+	for i, st := range steps {
+		cl.send(byte(i+1), bmcsim.NetFnApp<<2, bmcsim.CmdSetBMCGlobalEnables, st.enables)
+		if f := cl.recv(); f.Data[2] != 0 {
+			t.Fatalf("step %d: Set BMC Global Enables: %+v", i, f)
+		}
+		cl.waitCmd(st.want)
+	}
+}
