@@ -37,12 +37,10 @@ const (
 // It runs after the main corpus, in this order, in the same boot.
 //
 // The probe runs that wait for something the host injects (events_host,
-// autoreply, regcmd) keep another file busy with Get Device ID meanwhile
-// (-kick, traffic): QEMU's KCS raises no interrupt until the BMC sends
-// VM_CMD_ENABLE_IRQ, which bmcsim/vmserial does not, so the kernel's ipmi_si
-// (in interrupt mode with ACPI's IRQ 5, 0 interrupts in /proc/interrupts)
-// notices SMS_ATN only around a transaction. ipmi-cuse polls and needs
-// no traffic; the traffic keeps the two modes comparable.
+// autoreply, regcmd) send nothing else meanwhile: each driver must notice
+// the BMC's attention on an idle interface by itself (the kernel's ipmi_si
+// through the KCS interrupt, which QEMU raises once bmcsim/vmserial has
+// sent VM_CMD_ENABLE_IRQ).
 var simCorpus = []corpusEntry{
 	// Bridging through Send Message to the satellite: ipmitool's openipmi
 	// interface sends to an IPMB address (channel 0, slave 0x72).
@@ -65,13 +63,13 @@ var simCorpus = []corpusEntry{
 	// Events: one the BMC generates from a Platform Event another file
 	// sends, then one the host puts into the event buffer (simDriver).
 	{name: "events_platform", args: []string{probeGuestPath, "msghandler", "events", "-wait", "1", "-timeout", "15s", "-platform"}, wantOut: "event_1: type=2 msgid=0 netfn=0x07 cmd=0x35 addr_len=8 addr=0c 00 00 00 0f 00 00 00 data_len=16"},
-	{name: "events_host", args: []string{probeGuestPath, "msghandler", "events", "-wait", "1", "-timeout", "15s", "-kick"}, wantOut: "event_1: type=2 msgid=0 netfn=0x07 cmd=0x35 addr_len=8 addr=0c 00 00 00 0f 00 00 00 data_len=16 data=" + hostEventHex},
+	{name: "events_host", args: []string{probeGuestPath, "msghandler", "events", "-wait", "1", "-timeout", "15s"}, wantOut: "event_1: type=2 msgid=0 netfn=0x07 cmd=0x35 addr_len=8 addr=0c 00 00 00 0f 00 00 00 data_len=16 data=" + hostEventHex},
 	// An incoming command nobody registered for is answered by the driver
 	// with 0xC1 through Send Message: simDriver counts it (see below).
-	{name: "autoreply", args: []string{probeGuestPath, "msghandler", "traffic", "-for", "3s"}, wantOut: "traffic: ok"},
+	{name: "autoreply", args: []string{probeGuestPath, "msghandler", "idle", "-for", "3s"}, wantOut: "idle: ok"},
 	// A registered command's round trip: simDriver injects the command
 	// every 500 ms while this runs; the probe answers the first one.
-	{name: "regcmd", args: []string{probeGuestPath, "msghandler", "regcmd", "-netfn", "0x30", "-cmd", "0x11", "-timeout", "15s", "-kick"}, wantOut: "response_result: type=4 msgid=42 netfn=0x31 cmd=0x11 addr_len=8 addr=01 00 00 00 00 00 72 00 data_len=1 data=00"},
+	{name: "regcmd", args: []string{probeGuestPath, "msghandler", "regcmd", "-netfn", "0x30", "-cmd", "0x11", "-timeout", "15s"}, wantOut: "response_result: type=4 msgid=42 netfn=0x31 cmd=0x11 addr_len=8 addr=01 00 00 00 00 00 72 00 data_len=1 data=00"},
 }
 
 // hostEvent is the event record simDriver puts into the event buffer: a

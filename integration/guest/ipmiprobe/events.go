@@ -4,18 +4,14 @@ package main
 // requests and incoming commands, printed field by field so the kernel
 // driver and ipmi-cuse can be compared exactly.
 //
-//	ipmiprobe msghandler events -wait N -timeout S [-platform] [-kick]
-//	ipmiprobe msghandler regcmd -netfn F -cmd C -timeout S [-kick]
+//	ipmiprobe msghandler events -wait N -timeout S [-platform]
+//	ipmiprobe msghandler regcmd -netfn F -cmd C -timeout S
 //	ipmiprobe msghandler bridge -sa A -netfn F -cmd C [-retries R -retry-ms M]
-//	ipmiprobe msghandler traffic -for D
+//	ipmiprobe msghandler idle -for D
 //
-// -kick (and traffic) keep another file sending Get Device ID every
-// 250 ms meanwhile, as a busy system's other clients would. The testbed
-// needs it for the kernel driver with the simulated BMC: QEMU raises the
-// KCS interrupt only after the BMC sent VM_CMD_ENABLE_IRQ, which
-// bmcsim/vmserial never does, so ipmi_si (in interrupt mode: ACPI gives it
-// IRQ 5) never gets an interrupt and looks at SMS_ATN only around a
-// transaction of its own.
+// None of them sends other requests while waiting: the driver must notice
+// the BMC's attention (SMS_ATN) on an idle interface by itself, as the
+// kernel's ipmi_si does through the KCS interrupt.
 //
 // Every stdout line is "case: result" and does not vary between boots
 // (the only varying bytes, the BMC's timestamp in an event it generated
@@ -36,7 +32,7 @@ import (
 // runMsgHandler dispatches the msghandler subcommands.
 func runMsgHandler(args []string) error {
 	if len(args) == 0 {
-		return fmt.Errorf("msghandler: want events|regcmd|bridge")
+		return fmt.Errorf("msghandler: want events|regcmd|bridge|idle")
 	}
 	switch args[0] {
 	case "events":
@@ -45,19 +41,8 @@ func runMsgHandler(args []string) error {
 		return runRegCmd(args[1:])
 	case "bridge":
 		return runBridge(args[1:])
-	case "traffic":
-		fs := flag.NewFlagSet("traffic", flag.ContinueOnError)
-		d := fs.Duration("for", 3*time.Second, "how long")
-		if err := fs.Parse(args[1:]); err != nil {
-			return err
-		}
-		stop, err := startKicker(true)
-		if err != nil {
-			return err
-		}
-		time.Sleep(*d)
-		out("traffic", stop())
-		return nil
+	case "idle":
+		return runIdle(args[1:])
 	}
 	return fmt.Errorf("msghandler: unknown mode %q", args[0])
 }
@@ -125,15 +110,9 @@ func runEvents(args []string) error {
 	wait := fs.Int("wait", 1, "events to wait for")
 	timeout := fs.Duration("timeout", 20*time.Second, "how long to wait for them")
 	platform := fs.Bool("platform", false, "send a Platform Event from a second file first")
-	kick := fs.Bool("kick", false, "send Get Device ID from another file meanwhile")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	stop, err := startKicker(*kick)
-	if err != nil {
-		return err
-	}
-	defer stop()
 	a, err := newArena()
 	if err != nil {
 		return err
@@ -195,15 +174,9 @@ func runRegCmd(args []string) error {
 	fs.Var(&netfn, "netfn", "request netfn to register")
 	fs.Var(&cmd, "cmd", "command to register")
 	timeout := fs.Duration("timeout", 20*time.Second, "how long to wait for the command")
-	kick := fs.Bool("kick", false, "send Get Device ID from another file meanwhile")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	stop, err := startKicker(*kick)
-	if err != nil {
-		return err
-	}
-	defer stop()
 	a, err := newArena()
 	if err != nil {
 		return err
@@ -301,43 +274,25 @@ func runBridge(args []string) error {
 	return nil
 }
 
-// startKicker, when on, sends Get Device ID from a file of its own every
-// 250 ms until the returned stop is called; stop returns "ok" or the first
-// failure (the number of round trips varies and is not printed).
-func startKicker(on bool) (stop func() string, err error) {
-	if !on {
-		return func() string { return "off" }, nil
-	}
-	a, err := newArena()
-	if err != nil {
-		return nil, err
+// runIdle holds a file of /dev/ipmi0 open for -for without sending
+// anything, as an idle client would, while the host makes the BMC raise
+// attention (the autoreply case): whatever the driver does then, it does
+// on its own. It prints "idle: ok" when the file opened and closed.
+func runIdle(args []string) error {
+	fs := flag.NewFlagSet("idle", flag.ContinueOnError)
+	d := fs.Duration("for", 3*time.Second, "how long to hold the file open")
+	if err := fs.Parse(args); err != nil {
+		return err
 	}
 	fd, err := openDev()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	quit, done := make(chan struct{}), make(chan string, 1)
-	go func() {
-		defer unix.Close(fd)
-		res := "ok"
-		for i := int64(1); ; i++ {
-			if r := a.roundTrip(fd, i); res == "ok" && (r.errno != 0 || len(r.data) == 0 || r.data[0] != 0) {
-				res = "Get Device ID failed: " + describe(r, -1, -1)
-			}
-			select {
-			case <-quit:
-				done <- res
-				return
-			case <-time.After(250 * time.Millisecond):
-			}
-		}
-	}()
-	var once string
-	return func() string {
-		if once == "" {
-			close(quit)
-			once = <-done
-		}
-		return once
-	}, nil
+	time.Sleep(*d)
+	if err := unix.Close(fd); err != nil {
+		out("idle", "close: "+err.Error())
+		return nil
+	}
+	out("idle", "ok")
+	return nil
 }
