@@ -426,17 +426,26 @@ func TestBenchWatchdog(t *testing.T) {
 // manyClients and manyDepth are TestBenchWatchdogManyClients' load: every
 // file the device allows (ioctl.DefaultMaxUsers, 30) but the patter's,
 // each keeping a few requests queued so that it is never out of the
-// round-robin. Per-owner round-robin alone then makes a pat wait one
-// request per flooding file, 29 transactions of the slow BMC, where the
-// priority lane makes it wait for the one in progress.
+// round-robin. It is the worst case per-owner round-robin can meet: a pat
+// waits one request per flooding file, where the priority lane makes it
+// wait for the one in progress.
 const manyClients, manyDepth = 29, 4
 
 // TestBenchWatchdogManyClients runs the scenario of TestBenchWatchdog with
 // manyClients × manyDepth instead of 8 × 32, with ipmi-cuse and a
-// /dev/ipmi0 patter, priority lane on and off: at 8 clients round-robin
-// alone already keeps the pat within the pretimeout window, so this is the
-// load where the lane's bound matters. Same environment variables as
-// TestBenchWatchdog; like it, it fails only when a run does not complete.
+// /dev/ipmi0 patter, priority lane on and off. Same environment variables
+// as TestBenchWatchdog; like it, it fails only when a run does not
+// complete.
+//
+// Measured result: even at this load round-robin alone does not fire the
+// pretimeout. In the slow phase a pat without the lane waits 30 × ~200 ms
+// ≈ 6.1 s (29 flooding owners and its own), so with the patter's 2 s sleep
+// the BMC sees a pat every ~8.2 s, inside the 10 s pretimeout window; with
+// the lane it waits ~0.2 s (gaps 2.2 s). Since max_users caps the owners at
+// 30, round-robin at 200 ms/message cannot exceed that bound: it takes a
+// BMC slower than about 270 ms/message (30 × d + 2 s > 10 s) for the lane
+// to decide the outcome. The row still shows the lane's margin (8.2 s vs
+// 2.2 s of a 10 s window).
 func TestBenchWatchdogManyClients(t *testing.T) {
 	env := testEnv(t)
 	if os.Getenv("IPMI_CUSE_BENCH") != "1" {
