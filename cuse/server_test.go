@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -327,35 +328,41 @@ func TestOpenErrors(t *testing.T) {
 	}
 }
 
+// TestIoctlRetry runs a three-round unrestricted ioctl, on a goroutine per
+// request and inline on the reader (Config.InlineIoctl).
 func TestIoctlRetry(t *testing.T) {
-	dev := &testDevice{ioctl: upperIoctl}
-	k := startKernel(t, Config{}, dev)
-	fh := k.open(uint32(os.O_RDWR))
-	const argAddr, bufAddr = 0x10000, 0x20000
-	arg := append(le64(bufAddr), le64(11)...)
-	mem := &fakeMem{regions: map[uint64][]byte{argAddr: arg, bufAddr: []byte("hello world")}}
-	res := k.ioctl(fh, fuse.IOCTL_UNRESTRICTED, cmdUpper, argAddr, mem)
-	if res.errno != 0 || res.result != 11 {
-		t.Fatalf("ioctl = %+v, want result 11", res)
-	}
-	if res.rounds != 3 {
-		t.Errorf("rounds = %d, want 3 (struct, then buffer, then output)", res.rounds)
-	}
-	if got := string(mem.regions[bufAddr]); got != "HELLO WORLD" {
-		t.Errorf("caller buffer = %q, want %q", got, "HELLO WORLD")
-	}
+	for _, inline := range []bool{false, true} {
+		t.Run(fmt.Sprintf("inline=%v", inline), func(t *testing.T) {
+			dev := &testDevice{ioctl: upperIoctl}
+			k := startKernel(t, Config{InlineIoctl: inline}, dev)
+			fh := k.open(uint32(os.O_RDWR))
+			const argAddr, bufAddr = 0x10000, 0x20000
+			arg := append(le64(bufAddr), le64(11)...)
+			mem := &fakeMem{regions: map[uint64][]byte{argAddr: arg, bufAddr: []byte("hello world")}}
+			res := k.ioctl(fh, fuse.IOCTL_UNRESTRICTED, cmdUpper, argAddr, mem)
+			if res.errno != 0 || res.result != 11 {
+				t.Fatalf("ioctl = %+v, want result 11", res)
+			}
+			if res.rounds != 3 {
+				t.Errorf("rounds = %d, want 3 (struct, then buffer, then output)", res.rounds)
+			}
+			if got := string(mem.regions[bufAddr]); got != "HELLO WORLD" {
+				t.Errorf("caller buffer = %q, want %q", got, "HELLO WORLD")
+			}
 
-	// A bad pointer in the struct: the kernel answers EFAULT itself and the
-	// round never reaches the server; the server must carry on.
-	bad := append(le64(0xdead0000), le64(4)...)
-	mem.regions[argAddr] = bad
-	if res := k.ioctl(fh, fuse.IOCTL_UNRESTRICTED, cmdUpper, argAddr, mem); res.errno != syscall.EFAULT {
-		t.Errorf("ioctl with bad pointer = %+v, want EFAULT", res)
-	}
-	mem.regions[argAddr] = arg
-	mem.regions[bufAddr] = []byte("second call")
-	if res := k.ioctl(fh, fuse.IOCTL_UNRESTRICTED, cmdUpper, argAddr, mem); res.errno != 0 || string(mem.regions[bufAddr]) != "SECOND CALL" {
-		t.Errorf("ioctl after a fault = %+v, buffer %q", res, mem.regions[bufAddr])
+			// A bad pointer in the struct: the kernel answers EFAULT itself and the
+			// round never reaches the server; the server must carry on.
+			bad := append(le64(0xdead0000), le64(4)...)
+			mem.regions[argAddr] = bad
+			if res := k.ioctl(fh, fuse.IOCTL_UNRESTRICTED, cmdUpper, argAddr, mem); res.errno != syscall.EFAULT {
+				t.Errorf("ioctl with bad pointer = %+v, want EFAULT", res)
+			}
+			mem.regions[argAddr] = arg
+			mem.regions[bufAddr] = []byte("second call")
+			if res := k.ioctl(fh, fuse.IOCTL_UNRESTRICTED, cmdUpper, argAddr, mem); res.errno != 0 || string(mem.regions[bufAddr]) != "SECOND CALL" {
+				t.Errorf("ioctl after a fault = %+v, buffer %q", res, mem.regions[bufAddr])
+			}
+		})
 	}
 }
 
@@ -556,33 +563,74 @@ func TestRelease(t *testing.T) {
 // TestConcurrency: a read blocked on one file must not stop an ioctl on
 // another.
 func TestConcurrency(t *testing.T) {
-	started := make(chan struct{}, 1)
-	unblock := make(chan struct{})
-	dev := &testDevice{
-		ioctl: upperIoctl,
-		read: func(ctx context.Context, _ *testFile, dst []byte, _ bool) (int, syscall.Errno) {
-			started <- struct{}{}
-			select {
-			case <-unblock:
-				return copy(dst, "late"), 0
-			case <-ctx.Done():
-				return 0, syscall.EINTR
+	for _, inline := range []bool{false, true} {
+		t.Run(fmt.Sprintf("inline=%v", inline), func(t *testing.T) {
+			started := make(chan struct{}, 1)
+			unblock := make(chan struct{})
+			dev := &testDevice{
+				ioctl: upperIoctl,
+				read: func(ctx context.Context, _ *testFile, dst []byte, _ bool) (int, syscall.Errno) {
+					started <- struct{}{}
+					select {
+					case <-unblock:
+						return copy(dst, "late"), 0
+					case <-ctx.Done():
+						return 0, syscall.EINTR
+					}
+				},
 			}
-		},
-	}
-	k := startKernel(t, Config{}, dev)
-	fhA, fhB := k.open(0), k.open(0)
-	u := k.send(opRead, readInBody(fhA, 10, 0))
-	<-started
+			k := startKernel(t, Config{InlineIoctl: inline}, dev)
+			fhA, fhB := k.open(0), k.open(0)
+			u := k.send(opRead, readInBody(fhA, 10, 0))
+			<-started
 
-	mem := &fakeMem{regions: map[uint64][]byte{0x1000: append(le64(0x2000), le64(3)...), 0x2000: []byte("abc")}}
-	if res := k.ioctl(fhB, fuse.IOCTL_UNRESTRICTED, cmdUpper, 0x1000, mem); res.errno != 0 || res.result != 3 {
-		t.Errorf("ioctl during blocked read = %+v", res)
+			mem := &fakeMem{regions: map[uint64][]byte{0x1000: append(le64(0x2000), le64(3)...), 0x2000: []byte("abc")}}
+			if res := k.ioctl(fhB, fuse.IOCTL_UNRESTRICTED, cmdUpper, 0x1000, mem); res.errno != 0 || res.result != 3 {
+				t.Errorf("ioctl during blocked read = %+v", res)
+			}
+			k.noReply(u)
+			close(unblock)
+			if status, body := k.reply(u); status != 0 || string(body) != "late" {
+				t.Errorf("blocked read reply %d %q", status, body)
+			}
+		})
 	}
-	k.noReply(u)
-	close(unblock)
-	if status, body := k.reply(u); status != 0 || string(body) != "late" {
-		t.Errorf("blocked read reply %d %q", status, body)
+}
+
+// TestInlineIoctlRunsOnReader checks what InlineIoctl promises and costs:
+// the ioctl runs on the reader, so a request sent after it is not answered
+// until it returns; without InlineIoctl the later request is answered at
+// once. A blocked READ still never holds up an inline ioctl (TestConcurrency).
+func TestInlineIoctlRunsOnReader(t *testing.T) {
+	for _, inline := range []bool{false, true} {
+		t.Run(fmt.Sprintf("inline=%v", inline), func(t *testing.T) {
+			entered := make(chan struct{}, 1)
+			release := make(chan struct{})
+			dev := &testDevice{ioctl: func(_ context.Context, _ *testFile, in *IoctlIn) IoctlOut {
+				entered <- struct{}{}
+				<-release
+				return IoctlOut{Result: 7}
+			}}
+			k := startKernel(t, Config{InlineIoctl: inline}, dev)
+			fh := k.open(0)
+			u := k.send(opIoctl, ioctlInBody(fh, fuse.IOCTL_UNRESTRICTED, 1, 0, nil, 0))
+			<-entered
+			p := k.send(opPoll, pollInBody(fh, 0, 0, 0))
+			if inline {
+				k.noReply(p)
+			} else if status, _ := k.reply(p); status != 0 {
+				t.Fatalf("poll during a blocked ioctl: status %d", status)
+			}
+			close(release)
+			if status, _ := k.reply(u); status != 0 {
+				t.Fatalf("ioctl status %d", status)
+			}
+			if inline {
+				if status, _ := k.reply(p); status != 0 {
+					t.Fatalf("poll after the ioctl: status %d", status)
+				}
+			}
+		})
 	}
 }
 
