@@ -30,6 +30,10 @@ type prober struct {
 	a *arena
 }
 
+// on is the file fd with the prober's arena, for the well-formed plumbing
+// (SEND, wait, RECEIVE) around the cases.
+func (p *prober) on(fd int) dev { return dev{a: p.a, fd: fd} }
+
 func out(name, result string) { fmt.Printf("%s: %s\n", name, result) }
 
 func info(format string, args ...any) { fmt.Fprintf(os.Stderr, "info: "+format+"\n", args...) }
@@ -76,7 +80,7 @@ func (p *prober) sendResult(fd int, cmd, arg uintptr) string {
 	if e != 0 {
 		return errName(e) + " " + queued(fd)
 	}
-	r := p.a.await(fd)
+	r := p.on(fd).Await()
 	if r.errno != 0 {
 		return "ok, then receive " + errName(r.errno)
 	}
@@ -249,7 +253,7 @@ func (p *prober) ensureQueued(fd int) error {
 	if queued(fd) == "queued" {
 		return nil
 	}
-	if e := p.a.send(fd, ioctl.NetFnApp, 0x01, nil, 7); e != 0 {
+	if e := p.on(fd).Send(ioctl.NetFnApp, 0x01, nil, 7); e != 0 {
 		return fmt.Errorf("send for the receive cases: %s", errName(e))
 	}
 	if rev, err := waitReadable(fd, 10*time.Second); err != nil || rev&unix.POLLIN == 0 {
@@ -323,7 +327,7 @@ func (p *prober) receiveCases() error {
 		if err := p.ensureQueued(fd); err != nil {
 			return err
 		}
-		r := a.receive(fd, full, 40, n)
+		r := p.on(fd).Receive(full, 40, n)
 		out(fmt.Sprintf("recv_msg_data_len_%d", n), r.String()+" "+queued(fd))
 	}
 	// RECEIVE_MSG_TRUNC with a short buffer: EMSGSIZE, the struct written
@@ -332,7 +336,7 @@ func (p *prober) receiveCases() error {
 		if err := p.ensureQueued(fd); err != nil {
 			return err
 		}
-		r := a.receive(fd, trunc, 8, n)
+		r := p.on(fd).Receive(trunc, 8, n)
 		out(fmt.Sprintf("recv_trunc_data_len_%d", n), r.String()+" "+queued(fd))
 	}
 	p.recvCase(fd, "recv_after_trunc", trunc, good)
@@ -345,7 +349,7 @@ func (p *prober) receiveCases() error {
 		if err := p.ensureQueued(fd); err != nil {
 			return err
 		}
-		r := a.receive(fd, c.cmd, 8, 12)
+		r := p.on(fd).Receive(c.cmd, 8, 12)
 		out(c.name, r.String()+" "+queued(fd))
 	}
 	return nil
@@ -430,7 +434,7 @@ func (p *prober) fileOps() error {
 	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT | unix.POLLPRI}}
 	n, err := unix.Poll(pfd, 0)
 	out("poll_pollout", fmt.Sprintf("%s n=%d revents=%#x", errName(errnoOf(err)), n, pfd[0].Revents))
-	if e := p.a.send(fd, ioctl.NetFnApp, 0x01, nil, 9); e != 0 {
+	if e := p.on(fd).Send(ioctl.NetFnApp, 0x01, nil, 9); e != 0 {
 		return fmt.Errorf("send for poll: %s", errName(e))
 	}
 	rev, _ = waitReadable(fd, 10*time.Second)
@@ -438,7 +442,7 @@ func (p *prober) fileOps() error {
 	pfd[0].Events = unix.POLLIN | unix.POLLOUT
 	n, err = unix.Poll(pfd, 0)
 	out("poll_in_out_after_reply", fmt.Sprintf("%s n=%d revents=%#x", errName(errnoOf(err)), n, pfd[0].Revents))
-	r := p.a.receive(fd, ioctl.IoctlReceiveMsgTrunc, 40, 300)
+	r := p.on(fd).Take(300)
 	out("poll_receive", errName(r.errno)+" "+queued(fd))
 
 	// The open mode is not checked for ioctls.
@@ -602,7 +606,7 @@ func (p *prober) flood() error {
 	defer unix.Close(fd)
 	accepted, firstErr := 0, syscall.Errno(0)
 	for i := range floodMax {
-		if e := p.a.send(fd, ioctl.NetFnApp, 0x01, nil, int64(1000+i)); e != 0 {
+		if e := p.on(fd).Send(ioctl.NetFnApp, 0x01, nil, int64(1000+i)); e != 0 {
 			firstErr = e
 			break
 		}
@@ -615,7 +619,7 @@ func (p *prober) flood() error {
 	if err != nil {
 		return err
 	}
-	r := p.a.roundTrip(other, 5)
+	r := p.on(other).RoundTrip(5)
 	out("flood_other_file", fmt.Sprintf("%s cc=% x", errName(r.errno), r.data[:min(1, len(r.data))]))
 	unix.Close(other)
 
@@ -626,17 +630,14 @@ func (p *prober) flood() error {
 		if _, err := waitReadable(fd, time.Second); err != nil {
 			return err
 		}
-		for {
-			r := p.a.receive(fd, ioctl.IoctlReceiveMsgTrunc, 40, 300)
-			if r.errno == unix.EAGAIN {
-				break
-			}
+		p.on(fd).Drain(300, func(r reply) bool {
 			if r.errno != 0 || r.recv.MsgID < 1000 || r.recv.MsgID >= 1000+floodMax || len(r.data) == 0 || r.data[0] != 0 {
 				bad++
-				continue
+			} else {
+				seen[r.recv.MsgID]++
 			}
-			seen[r.recv.MsgID]++
-		}
+			return true
+		})
 	}
 	dups := 0
 	for _, n := range seen {
@@ -652,7 +653,7 @@ func (p *prober) flood() error {
 	}
 	out("flood_drain", fmt.Sprintf("missing=%d duplicated=%d bad=%d %s", missing, dups, bad, queued(fd)))
 	// The file is usable again.
-	r = p.a.roundTrip(fd, 77)
+	r = p.on(fd).RoundTrip(77)
 	out("flood_after_drain", fmt.Sprintf("%s msgid=%d", errName(r.errno), r.recv.MsgID))
 	return nil
 }
@@ -745,7 +746,7 @@ func (p *prober) dyingClients() error {
 	}
 	before := ""
 	for round := range 10 {
-		if e := p.a.send(fd, ioctl.NetFnApp, 0x01, nil, int64(500+round)); e != 0 {
+		if e := p.on(fd).Send(ioctl.NetFnApp, 0x01, nil, int64(500+round)); e != 0 {
 			return fmt.Errorf("send before child: %s", errName(e))
 		}
 		exitLine, err := run(false)
@@ -756,7 +757,7 @@ func (p *prober) dyingClients() error {
 		if err != nil {
 			return err
 		}
-		r := p.a.await(fd)
+		r := p.on(fd).Await()
 		if round == 0 || round == 9 {
 			out(fmt.Sprintf("dying_children_round_%d", round), fmt.Sprintf("exit-child %q, killed-child %q, own reply %s msgid=%d %s",
 				exitLine, killLine, errName(r.errno), r.recv.MsgID, queued(fd)))
@@ -768,7 +769,7 @@ func (p *prober) dyingClients() error {
 	// Give the daemon a moment to finish the dead files' requests.
 	time.Sleep(500 * time.Millisecond)
 	info("daemon after 1 round: %s; after 10 rounds: %s", before, procFigures(dir))
-	r := p.a.roundTrip(fd, 600)
+	r := p.on(fd).RoundTrip(600)
 	out("after_dying_children", fmt.Sprintf("%s msgid=%d cc=% x", errName(r.errno), r.recv.MsgID, r.data[:min(1, len(r.data))]))
 	return nil
 }
@@ -796,7 +797,7 @@ func (p *prober) openLimit() error {
 		out("open_after_close_all", errName(errnoOf(err)))
 		return nil
 	}
-	r := p.a.roundTrip(fd, 700)
+	r := p.on(fd).RoundTrip(700)
 	out("open_after_close_all", fmt.Sprintf("%s msgid=%d", errName(r.errno), r.recv.MsgID))
 	unix.Close(fd)
 	return nil
@@ -818,18 +819,14 @@ func runChild(args []string) error {
 			hang = true
 		}
 	}
-	a, err := newArena()
-	if err != nil {
-		return err
-	}
-	fd, err := openDev()
+	d, err := newDev()
 	if err != nil {
 		return err
 	}
 	var errs []string
 	sent := 0
 	for i := range n {
-		if e := a.send(fd, ioctl.NetFnApp, 0x01, nil, int64(i)); e != 0 {
+		if e := d.Send(ioctl.NetFnApp, 0x01, nil, int64(i)); e != 0 {
 			errs = append(errs, errName(e))
 			continue
 		}

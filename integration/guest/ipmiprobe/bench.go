@@ -29,20 +29,16 @@ func runBench(args []string) error {
 	if *n < 1 || *depth < 1 {
 		return fmt.Errorf("bench: -n and -depth must be positive")
 	}
-	a, err := newArena()
+	d, err := newDev()
 	if err != nil {
 		return err
 	}
-	fd, err := openDev()
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	if _, errs, err := pipeline(a, fd, *warmup, *depth); err != nil || errs > 0 {
+	defer d.Close()
+	if _, errs, err := pipeline(d, *warmup, *depth); err != nil || errs > 0 {
 		return fmt.Errorf("bench warm-up: %d errors, %v", errs, err)
 	}
 	start := time.Now()
-	lat, errs, err := pipeline(a, fd, *n, *depth)
+	lat, errs, err := pipeline(d, *n, *depth)
 	elapsed := time.Since(start)
 	if err != nil {
 		return err
@@ -61,13 +57,13 @@ func runBench(args []string) error {
 
 // pipeline runs n Get Device ID requests with up to depth outstanding and
 // returns each one's latency and how many failed (send error, bad reply).
-func pipeline(a *arena, fd int, n, depth int) ([]time.Duration, int, error) {
+func pipeline(d dev, n, depth int) ([]time.Duration, int, error) {
 	start := make([]time.Time, n)
 	lat := make([]time.Duration, 0, n)
 	sent, done, errs := 0, 0, 0
 	send := func() {
 		start[sent] = time.Now()
-		if e := a.send(fd, ioctl.NetFnApp, 0x01, nil, int64(sent)); e != 0 {
+		if e := d.Send(ioctl.NetFnApp, 0x01, nil, int64(sent)); e != 0 {
 			errs++
 			done++
 		}
@@ -77,18 +73,14 @@ func pipeline(a *arena, fd int, n, depth int) ([]time.Duration, int, error) {
 		send()
 	}
 	for done < n {
-		rev, err := waitReadable(fd, 10*time.Second)
+		ok, err := d.Wait(10 * time.Second)
 		if err != nil {
 			return nil, errs, err
 		}
-		if rev&unix.POLLIN == 0 {
+		if !ok {
 			return nil, errs, fmt.Errorf("bench: no reply within 10 s (%d of %d done)", done, n)
 		}
-		for {
-			r := a.receive(fd, ioctl.IoctlReceiveMsgTrunc, ioctl.SizeofAddr, 64)
-			if r.errno == unix.EAGAIN {
-				break
-			}
+		d.Drain(64, func(r reply) bool {
 			done++
 			id := r.recv.MsgID
 			if r.errno != 0 || id < 0 || id >= int64(sent) || len(r.data) == 0 || r.data[0] != 0 {
@@ -99,7 +91,8 @@ func pipeline(a *arena, fd int, n, depth int) ([]time.Duration, int, error) {
 			for sent < n && sent-done < depth {
 				send()
 			}
-		}
+			return true
+		})
 	}
 	return lat, errs, nil
 }
@@ -116,15 +109,11 @@ func runMicro(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	a, err := newArena()
+	d, err := newDev()
 	if err != nil {
 		return err
 	}
-	fd, err := openDev()
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
+	defer d.Close()
 	timeIt := func(name string, f func(i int) error) error {
 		start := time.Now()
 		for i := range *n {
@@ -146,17 +135,17 @@ func runMicro(args []string) error {
 		f    func(i int) error
 	}{
 		{"get_timing_parms", func(int) error {
-			return errOf(ioctlRaw(fd, ioctl.IoctlGetTimingParms, a.at(offArg)), 0)
+			return errOf(ioctlRaw(d.fd, ioctl.IoctlGetTimingParms, d.a.at(offArg)), 0)
 		}},
 		{"receive_empty", func(int) error {
-			return errOf(a.receive(fd, ioctl.IoctlReceiveMsgTrunc, 40, 64).errno, unix.EAGAIN)
+			return errOf(d.Take(64).errno, unix.EAGAIN)
 		}},
 		{"poll_empty", func(int) error {
-			_, err := waitReadable(fd, 0)
+			_, err := waitReadable(d.fd, 0)
 			return err
 		}},
 		{"round_trip", func(i int) error {
-			return errOf(a.roundTrip(fd, int64(i)).errno, 0)
+			return errOf(d.RoundTrip(int64(i)).errno, 0)
 		}},
 	}
 	for _, s := range steps {
@@ -169,18 +158,22 @@ func runMicro(args []string) error {
 	for b := 0; b < *n; b += 50 {
 		start := time.Now()
 		for i := range 50 {
-			if e := a.send(fd, ioctl.NetFnApp, 0x01, nil, int64(b+i)); e != 0 {
+			if e := d.Send(ioctl.NetFnApp, 0x01, nil, int64(b+i)); e != 0 {
 				return fmt.Errorf("micro send_only: %s", errName(e))
 			}
 		}
 		sendTime += time.Since(start)
 		for got := 0; got < 50; {
-			if _, err := waitReadable(fd, 10*time.Second); err != nil {
+			if _, err := d.Wait(10 * time.Second); err != nil {
 				return err
 			}
-			for a.receive(fd, ioctl.IoctlReceiveMsgTrunc, 40, 64).errno == 0 {
+			d.Drain(64, func(r reply) bool {
+				if r.errno != 0 {
+					return false
+				}
 				got++
-			}
+				return true
+			})
 		}
 	}
 	fmt.Printf("micro send_only avg_us=%.1f\n", float64(sendTime)/float64((*n+49)/50*50)/float64(time.Microsecond))

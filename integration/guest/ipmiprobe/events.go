@@ -81,20 +81,6 @@ func describe(r reply, maskFrom, maskTo int) string {
 		r.addr[:min(int(r.recv.AddrLen), len(r.addr))], r.recv.Msg.DataLen, strings.Join(data, " "))
 }
 
-// next waits until deadline for one message on fd and receives it; errno
-// ETIMEDOUT when none came.
-func (a *arena) next(fd int, deadline time.Time) reply {
-	left := time.Until(deadline)
-	if left <= 0 {
-		return reply{errno: unix.ETIMEDOUT}
-	}
-	rev, err := waitReadable(fd, left)
-	if err != nil || rev&unix.POLLIN == 0 {
-		return reply{errno: unix.ETIMEDOUT}
-	}
-	return a.receive(fd, ioctl.IoctlReceiveMsgTrunc, ioctl.SizeofAddr, 300)
-}
-
 // Event record bytes 3..6 are the timestamp the BMC stamps on an event it
 // generates itself (SEL record format, IPMI v2.0 §32.1).
 const evTimeFrom, evTimeTo = 3, 7
@@ -113,40 +99,36 @@ func runEvents(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	a, err := newArena()
+	d, err := newDev()
 	if err != nil {
 		return err
 	}
-	fd, err := openDev()
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	out("set_gets_events_1", errName(ioctlRaw(fd, ioctl.IoctlSetGetsEvents, a.put(offArg, ioctl.EncodeInt(1)))))
+	defer d.Close()
+	out("set_gets_events_1", errName(ioctlRaw(d.fd, ioctl.IoctlSetGetsEvents, d.a.put(offArg, ioctl.EncodeInt(1)))))
 	mask := 0
 	if *platform {
 		// Generator 41h (system software ID 20h), EvM rev 04h,
 		// temperature sensor 30h, threshold event, assertion of
 		// "upper non-critical going high" with trigger reading 57h and
 		// threshold 50h in bytes 2 and 3.
-		fd2, err := openDev()
+		d2, err := d.a.open()
 		if err != nil {
 			return err
 		}
-		e := a.send(fd2, 0x04, 0x02, []byte{0x41, 0x04, 0x01, 0x30, 0x01, 0x57, 0x57, 0x50}, 9)
+		e := d2.Send(0x04, 0x02, []byte{0x41, 0x04, 0x01, 0x30, 0x01, 0x57, 0x57, 0x50}, 9)
 		if e != 0 {
 			out("platform_event", errName(e))
 		} else {
-			out("platform_event", describe(a.await(fd2), -1, -1))
+			out("platform_event", describe(d2.Await(), -1, -1))
 		}
-		unix.Close(fd2)
+		d2.Close()
 		mask = evTimeTo
 		out("event_mask", "data bytes 3-6 (the BMC's timestamp) printed as TT")
 	}
 	deadline := time.Now().Add(*timeout)
 	got := 0
 	for got < *wait {
-		r := a.next(fd, deadline)
+		r := d.Next(deadline)
 		if r.errno == unix.ETIMEDOUT {
 			out("events", fmt.Sprintf("timeout after %d of %d", got, *wait))
 			return nil
@@ -159,7 +141,7 @@ func runEvents(args []string) error {
 		out("unexpected", describe(r, -1, -1))
 	}
 	out("events", fmt.Sprintf("%d received", got))
-	out("set_gets_events_0", errName(ioctlRaw(fd, ioctl.IoctlSetGetsEvents, a.put(offArg, ioctl.EncodeInt(0)))))
+	out("set_gets_events_0", errName(ioctlRaw(d.fd, ioctl.IoctlSetGetsEvents, d.a.put(offArg, ioctl.EncodeInt(0)))))
 	return nil
 }
 
@@ -177,21 +159,17 @@ func runRegCmd(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	a, err := newArena()
+	d, err := newDev()
 	if err != nil {
 		return err
 	}
-	fd, err := openDev()
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
+	defer d.Close()
 	spec := ioctl.CmdSpec{NetFn: uint8(netfn), Cmd: uint8(cmd)}.Encode()
-	out("register", errName(ioctlRaw(fd, ioctl.IoctlRegisterForCmd, a.put(offArg, spec))))
+	out("register", errName(ioctlRaw(d.fd, ioctl.IoctlRegisterForCmd, d.a.put(offArg, spec))))
 	deadline := time.Now().Add(*timeout)
 	var in reply
 	for {
-		in = a.next(fd, deadline)
+		in = d.Next(deadline)
 		if in.errno != 0 {
 			out("command", errName(in.errno))
 			return nil
@@ -206,17 +184,12 @@ func runRegCmd(args []string) error {
 	// The response goes to the address the command came from, with its
 	// msgid (the requester's rqSeq).
 	addr := append([]byte(nil), in.addr[:in.recv.AddrLen]...)
-	data := []byte{0x00, 0x5a, 0xa5}
-	req := ioctl.Req{AddrLen: in.recv.AddrLen, MsgID: in.recv.MsgID,
-		Msg: ioctl.Msg{NetFn: in.recv.Msg.NetFn | 1, Cmd: in.recv.Msg.Cmd, DataLen: uint16(len(data))}}
-	req.Addr = uint64(a.put(offAddr, addr))
-	req.Msg.Data = uint64(a.put(offData, data))
-	e := ioctlRaw(fd, ioctl.IoctlSendCommand, a.put(offReq, req.Encode()))
+	e := d.SendTo(addr, in.recv.Msg.NetFn|1, in.recv.Msg.Cmd, []byte{0x00, 0x5a, 0xa5}, in.recv.MsgID)
 	out("respond", errName(e))
 	if e == 0 {
 		more := 0
 		for {
-			r := a.next(fd, deadline)
+			r := d.Next(deadline)
 			if r.errno == 0 && r.recv.RecvType == ioctl.CmdRecvType {
 				more++ // a later injection of the same command
 				continue
@@ -228,7 +201,7 @@ func runRegCmd(args []string) error {
 			info("%d more commands arrived before the confirmation", more)
 		}
 	}
-	out("unregister", errName(ioctlRaw(fd, ioctl.IoctlUnregisterForCmd, a.put(offArg, spec))))
+	out("unregister", errName(ioctlRaw(d.fd, ioctl.IoctlUnregisterForCmd, d.a.put(offArg, spec))))
 	return nil
 }
 
@@ -246,31 +219,25 @@ func runBridge(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	a, err := newArena()
+	d, err := newDev()
 	if err != nil {
 		return err
 	}
-	fd, err := openDev()
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
+	defer d.Close()
 	addr := ioctl.IPMBAddr{AddrType: ioctl.IPMBAddrType, Channel: 0, SlaveAddr: uint8(sa), LUN: 0}.Encode()
-	req := ioctl.Req{Addr: uint64(a.put(offAddr, addr)), AddrLen: uint32(len(addr)), MsgID: 4242,
-		Msg: ioctl.Msg{NetFn: uint8(netfn), Cmd: uint8(cmd)}}
 	var e = unix.Errno(0)
 	if *retries == -2 {
-		e = ioctlRaw(fd, ioctl.IoctlSendCommand, a.put(offReq, req.Encode()))
+		e = d.SendTo(addr, uint8(netfn), uint8(cmd), nil, 4242)
 	} else {
-		rs := ioctl.ReqSettime{Req: req, Retries: int32(*retries), RetryTimeMs: uint32(*retryMs)}
-		e = ioctlRaw(fd, ioctl.IoctlSendCommandSettime, a.put(offReq, rs.Encode()))
+		rs := ioctl.ReqSettime{Req: d.a.req(addr, uint8(netfn), uint8(cmd), nil, 4242), Retries: int32(*retries), RetryTimeMs: uint32(*retryMs)}
+		e = ioctlRaw(d.fd, ioctl.IoctlSendCommandSettime, d.a.put(offReq, rs.Encode()))
 	}
 	out("send", errName(e))
 	if e != 0 {
 		return nil
 	}
 	// 5 transmissions 2 s apart at most with the defaults, plus slack.
-	out("reply", describe(a.next(fd, time.Now().Add(30*time.Second)), -1, -1))
+	out("reply", describe(d.Next(time.Now().Add(30*time.Second)), -1, -1))
 	return nil
 }
 

@@ -136,15 +136,11 @@ func pctMS(d []time.Duration, q float64) float64 {
 // run is one client's loop: keep depth requests outstanding until stop,
 // then drain until every reply came or the deadline passed.
 func (c *floodClient) run(depth int, stop, deadline time.Time) error {
-	a, err := newArena()
+	d, err := newDev()
 	if err != nil {
 		return err
 	}
-	fd, err := openDev()
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
+	defer d.Close()
 	seq := int64(0)
 	for {
 		now := time.Now()
@@ -159,7 +155,7 @@ func (c *floodClient) run(depth int, stop, deadline time.Time) error {
 		for sending && len(c.outstanding) < depth {
 			fc := floodCmds[seq%int64(len(floodCmds))]
 			id := c.id<<32 | seq
-			e := a.send(fd, fc.netfn, fc.cmd, nil, id)
+			e := d.Send(fc.netfn, fc.cmd, nil, id)
 			if e == unix.EBUSY {
 				c.ebusy++
 				break
@@ -178,21 +174,17 @@ func (c *floodClient) run(depth int, stop, deadline time.Time) error {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
-		rev, err := waitReadable(fd, 100*time.Millisecond)
+		ok, err := d.Wait(100 * time.Millisecond)
 		if err != nil {
 			return err
 		}
-		if rev&unix.POLLIN == 0 {
+		if !ok {
 			continue
 		}
-		for {
-			r := a.receive(fd, ioctl.IoctlReceiveMsgTrunc, ioctl.SizeofAddr, 64)
-			if r.errno == unix.EAGAIN {
-				break
-			}
+		d.Drain(64, func(r reply) bool {
 			if r.errno != 0 && r.errno != unix.EMSGSIZE {
 				c.recvErr++
-				break
+				return false
 			}
 			q, ok := c.outstanding[r.recv.MsgID]
 			if !ok || r.recv.RecvType != 1 || r.recv.Msg.NetFn != q.netfn+1 || r.recv.Msg.Cmd != q.cmd || len(r.data) == 0 {
@@ -200,12 +192,13 @@ func (c *floodClient) run(depth int, stop, deadline time.Time) error {
 				if ok {
 					delete(c.outstanding, r.recv.MsgID)
 				}
-				continue
+				return true
 			}
 			delete(c.outstanding, r.recv.MsgID)
 			c.answered++
 			c.cc[r.data[0]]++
 			c.lat = append(c.lat, time.Since(q.at))
-		}
+			return true
+		})
 	}
 }

@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"os"
 	"syscall"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -125,90 +124,4 @@ func errName(e syscall.Errno) string {
 		return n
 	}
 	return fmt.Sprintf("errno %d", int(e))
-}
-
-func openDev() (int, error) {
-	fd, err := unix.Open(devPath, unix.O_RDWR|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return -1, fmt.Errorf("open %s: %w", devPath, err)
-	}
-	return fd, nil
-}
-
-// send queues one system-interface request for netfn/cmd with data (nil:
-// a NULL data pointer) and msgid, through the arena.
-func (a *arena) send(fd int, netfn, cmd uint8, data []byte, msgid int64) syscall.Errno {
-	req := ioctl.Req{AddrLen: ioctl.SizeofSystemInterface, MsgID: msgid, Msg: ioctl.Msg{NetFn: netfn, Cmd: cmd, DataLen: uint16(len(data))}}
-	req.Addr = uint64(a.put(offAddr, sysAddr(0)))
-	if data != nil {
-		req.Msg.Data = uint64(a.put(offData, data))
-	}
-	return ioctlRaw(fd, ioctl.IoctlSendCommand, a.put(offReq, req.Encode()))
-}
-
-// reply is what one RECEIVE returned.
-type reply struct {
-	errno syscall.Errno
-	recv  ioctl.Recv // the struct as read back from user memory
-	addr  []byte     // the address buffer's first 8 bytes afterwards
-	data  []byte     // the reply data (recv.Msg.DataLen bytes, at most the buffer)
-}
-
-func (r reply) String() string {
-	if r.errno != 0 && r.errno != unix.EMSGSIZE {
-		return errName(r.errno)
-	}
-	return fmt.Sprintf("%s type=%d msgid=%d netfn=%#02x cmd=%#02x addr_len=%d addr=% x data_len=%d data=% x",
-		errName(r.errno), r.recv.RecvType, r.recv.MsgID, r.recv.Msg.NetFn, r.recv.Msg.Cmd, r.recv.AddrLen, r.addr, r.recv.Msg.DataLen, r.data)
-}
-
-// receive runs RECEIVE_MSG(_TRUNC) with an address buffer of addrLen and a
-// data buffer of dataLen, both in the arena, after poisoning the struct's
-// output fields so a struct that is not written back shows.
-func (a *arena) receive(fd int, cmd uintptr, addrLen uint32, dataLen uint16) reply {
-	for i := range 40 {
-		a.b[offRecvAdr+i] = 0xEE
-	}
-	r := ioctl.Recv{RecvType: -7, Addr: uint64(a.at(offRecvAdr)), AddrLen: addrLen, MsgID: -7,
-		Msg: ioctl.Msg{NetFn: 0xEE, Cmd: 0xEE, DataLen: dataLen, Data: uint64(a.at(offRData))}}
-	e := ioctlRaw(fd, cmd, a.put(offRecv, r.Encode()))
-	out, _ := ioctl.DecodeRecv(a.b[offRecv : offRecv+ioctl.SizeofRecv])
-	rep := reply{errno: e, recv: out, addr: append([]byte(nil), a.b[offRecvAdr:offRecvAdr+8]...)}
-	n := min(int(out.Msg.DataLen), int(dataLen))
-	rep.data = append([]byte(nil), a.b[offRData:offRData+n]...)
-	return rep
-}
-
-// waitReadable polls fd for POLLIN up to timeout and returns the revents.
-func waitReadable(fd int, timeout time.Duration) (int16, error) {
-	p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-	for {
-		n, err := unix.Poll(p, int(timeout/time.Millisecond))
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return 0, fmt.Errorf("poll: %w", err)
-		}
-		if n == 0 {
-			return 0, nil
-		}
-		return p[0].Revents, nil
-	}
-}
-
-// roundTrip sends Get Device ID with msgid and waits for its reply.
-func (a *arena) roundTrip(fd int, msgid int64) reply {
-	if e := a.send(fd, ioctl.NetFnApp, 0x01, nil, msgid); e != 0 {
-		return reply{errno: e}
-	}
-	return a.await(fd)
-}
-
-// await waits up to 10 s for a message and receives it with roomy buffers.
-func (a *arena) await(fd int) reply {
-	if rev, err := waitReadable(fd, 10*time.Second); err != nil || rev&unix.POLLIN == 0 {
-		return reply{errno: unix.ETIMEDOUT}
-	}
-	return a.receive(fd, ioctl.IoctlReceiveMsgTrunc, ioctl.SizeofAddr, 300)
 }

@@ -53,16 +53,12 @@ func runPat(args []string) error {
 	defer cancel()
 	ctx, cancel2 := context.WithTimeout(ctx, *duration)
 	defer cancel2()
-	a, err := newArena()
+	d, err := newDev()
 	if err != nil {
 		return err
 	}
-	fd, err := openDev()
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	p := &patter{a: a, fd: fd, wait: *wait}
+	defer d.Close()
+	p := &patter{d: d, wait: *wait}
 	pre, intType := byte(*pretimeout), byte(0x30) // messaging interrupt
 	if *pretimeout == 0 {
 		intType = 0
@@ -117,8 +113,7 @@ func runPat(args []string) error {
 
 // patter sends one watchdog command at a time on its own file.
 type patter struct {
-	a     *arena
-	fd    int
+	d     dev
 	wait  time.Duration
 	msgid int64
 }
@@ -129,7 +124,7 @@ type patter struct {
 func (p *patter) do(cmd uint8, data []byte) (byte, time.Duration, error) {
 	p.msgid++
 	start := time.Now()
-	if e := p.a.send(p.fd, ioctl.NetFnApp, cmd, data, p.msgid); e != 0 {
+	if e := p.d.Send(ioctl.NetFnApp, cmd, data, p.msgid); e != 0 {
 		return 0, time.Since(start), fmt.Errorf("send: %s", errName(e))
 	}
 	end := start.Add(p.wait)
@@ -138,14 +133,14 @@ func (p *patter) do(cmd uint8, data []byte) (byte, time.Duration, error) {
 		if left <= 0 {
 			return 0, time.Since(start), errPatWait
 		}
-		rev, err := waitReadable(p.fd, left)
+		ok, err := p.d.Wait(left)
 		if err != nil {
 			return 0, time.Since(start), err
 		}
-		if rev&unix.POLLIN == 0 {
+		if !ok {
 			continue
 		}
-		r := p.a.receive(p.fd, ioctl.IoctlReceiveMsgTrunc, ioctl.SizeofAddr, 64)
+		r := p.d.Take(64)
 		if r.errno != 0 && r.errno != unix.EMSGSIZE {
 			continue
 		}
