@@ -403,6 +403,26 @@ func checkShimSide(t *testing.T, r *slowResult) {
 // runs the shorter ciScenario instead. It fails only when a run does not
 // complete: the kernel's figures are a baseline, not an assertion.
 func TestBenchWatchdog(t *testing.T) {
+	b := newSlowBench(t)
+	var rs []*slowResult
+	for _, v := range slowVariants {
+		rs = append(rs, b.run(t, v))
+	}
+	t.Log(slowTable(b.sc, rs))
+}
+
+// slowBench is what both watchdog benchmarks need: the testbed, the daemon,
+// the guest probe and the scenario (full length, or ciScenario with
+// IPMI_CUSE_WATCHDOG_SCALE=ci).
+type slowBench struct {
+	env        *testbed.Env
+	daemonPath string
+	bins       map[string]string
+	sc         slowScenario
+}
+
+// newSlowBench skips unless IPMI_CUSE_BENCH=1 and the daemon builds.
+func newSlowBench(t *testing.T) *slowBench {
 	env := testEnv(t)
 	if os.Getenv("IPMI_CUSE_BENCH") != "1" {
 		t.Skip("VM benchmark: runs with IPMI_CUSE_BENCH=1 (make bench-watchdog)")
@@ -415,12 +435,12 @@ func TestBenchWatchdog(t *testing.T) {
 	if os.Getenv("IPMI_CUSE_WATCHDOG_SCALE") == "ci" {
 		sc = ciScenario
 	}
-	bins := probeBins(t)
-	var rs []*slowResult
-	for _, v := range slowVariants {
-		rs = append(rs, runSlowBMC(t, env, daemonPath, bins, sc, v))
-	}
-	t.Log(slowTable(sc, rs))
+	return &slowBench{env: env, daemonPath: daemonPath, bins: probeBins(t), sc: sc}
+}
+
+// run boots one variant of the scenario.
+func (b *slowBench) run(t *testing.T, v slowVariant) *slowResult {
+	return runSlowBMC(t, b.env, b.daemonPath, b.bins, b.sc, v)
 }
 
 // manyClients and manyDepth are TestBenchWatchdogManyClients' load: every
@@ -447,27 +467,15 @@ const manyClients, manyDepth = 29, 4
 // to decide the outcome. The row still shows the lane's margin (8.2 s vs
 // 2.2 s of a 10 s window).
 func TestBenchWatchdogManyClients(t *testing.T) {
-	env := testEnv(t)
-	if os.Getenv("IPMI_CUSE_BENCH") != "1" {
-		t.Skip("VM benchmark: runs with IPMI_CUSE_BENCH=1 (make bench-watchdog)")
-	}
-	daemonPath, why := daemon(t)
-	if daemonPath == "" {
-		t.Skip(why)
-	}
-	sc := benchScenario
-	if os.Getenv("IPMI_CUSE_WATCHDOG_SCALE") == "ci" {
-		sc = ciScenario
-	}
-	sc.clients, sc.depth = manyClients, manyDepth
-	bins := probeBins(t)
+	b := newSlowBench(t)
+	b.sc.clients, b.sc.depth = manyClients, manyDepth
 	var rs []*slowResult
 	for _, v := range slowVariants {
 		if v.mode == testbed.ShimMode && v.patter == ipmiPatter {
-			rs = append(rs, runSlowBMC(t, env, daemonPath, bins, sc, v))
+			rs = append(rs, b.run(t, v))
 		}
 	}
-	t.Log(slowTable(sc, rs))
+	t.Log(slowTable(b.sc, rs))
 }
 
 // slowTable formats the runs as a markdown table.
