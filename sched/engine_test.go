@@ -136,15 +136,7 @@ func TestPriorityFirst(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			g := newGate()
-			ft := &fakeTransport{hook: g.hook}
-			e := sched.New(ft, sched.Config{Logger: quietLogger(), MaxQueuePerOwner: 1000})
-			defer e.Close()
-			rc := newRecorder()
-			if err := rc.submit(e, rc.request(99, sched.LaneNormal, 0, far())); err != nil {
-				t.Fatal(err)
-			}
-			<-g.entered
+			g, _, e, rc := heldEngine(t, sched.Config{Logger: quietLogger(), MaxQueuePerOwner: 1000}, 99)
 			for i := range tc.normal {
 				if err := rc.submit(e, rc.request(sched.Owner(i%3), sched.LaneNormal, i, far())); err != nil {
 					t.Fatal(err)
@@ -182,15 +174,7 @@ func TestRoundRobin(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			g := newGate()
-			ft := &fakeTransport{hook: g.hook}
-			e := sched.New(ft, sched.Config{Logger: quietLogger(), MaxQueuePerOwner: 1000})
-			defer e.Close()
-			rc := newRecorder()
-			if err := rc.submit(e, rc.request(0, sched.LaneNormal, 0, far())); err != nil {
-				t.Fatal(err)
-			}
-			<-g.entered
+			g, _, e, rc := heldEngine(t, sched.Config{Logger: quietLogger(), MaxQueuePerOwner: 1000}, 0)
 			for i := range tc.flood {
 				if err := rc.submit(e, rc.request(1, sched.LaneNormal, i, far())); err != nil {
 					t.Fatal(err)
@@ -233,15 +217,7 @@ func TestRoundRobin(t *testing.T) {
 }
 
 func TestQueueFull(t *testing.T) {
-	g := newGate()
-	ft := &fakeTransport{hook: g.hook}
-	e := sched.New(ft, sched.Config{Logger: quietLogger(), MaxQueuePerOwner: 4, MaxPriorityQueue: 2})
-	defer e.Close()
-	rc := newRecorder()
-	if err := rc.submit(e, rc.request(9, sched.LaneNormal, 0, far())); err != nil {
-		t.Fatal(err)
-	}
-	<-g.entered
+	g, _, e, rc := heldEngine(t, sched.Config{Logger: quietLogger(), MaxQueuePerOwner: 4, MaxPriorityQueue: 2}, 9)
 	tests := []struct {
 		name  string
 		owner sched.Owner
@@ -297,15 +273,7 @@ func TestDeadlineWithoutHardware(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			g := newGate()
-			ft := &fakeTransport{hook: g.hook}
-			e := sched.New(ft, sched.Config{Logger: quietLogger(), MaxQueuePerOwner: 1000})
-			defer e.Close()
-			rc := newRecorder()
-			if err := rc.submit(e, rc.request(0, sched.LaneNormal, 0, far())); err != nil {
-				t.Fatal(err)
-			}
-			<-g.entered
+			g, ft, e, rc := heldEngine(t, sched.Config{Logger: quietLogger(), MaxQueuePerOwner: 1000}, 0)
 			dl := time.Now().Add(20 * time.Millisecond)
 			if tc.name == "already expired at submit" {
 				dl = time.Now().Add(-time.Second)
@@ -476,14 +444,7 @@ func TestClose(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			g := newGate()
-			ft := &fakeTransport{hook: g.hook}
-			e := sched.New(ft, sched.Config{Logger: quietLogger(), MaxQueuePerOwner: 1000})
-			rc := newRecorder()
-			if err := rc.submit(e, rc.request(0, sched.LaneNormal, 0, far())); err != nil {
-				t.Fatal(err)
-			}
-			<-g.entered
+			g, _, e, rc := heldEngine(t, sched.Config{Logger: quietLogger(), MaxQueuePerOwner: 1000}, 0)
 			for i := range tc.n {
 				lane := sched.LaneNormal
 				if i%10 == 0 {
@@ -570,15 +531,7 @@ func TestIdleHook(t *testing.T) {
 
 // TestSingleFIFO: the test knob really serves in submission order.
 func TestSingleFIFO(t *testing.T) {
-	g := newGate()
-	ft := &fakeTransport{hook: g.hook}
-	e := sched.New(ft, sched.Config{Logger: quietLogger(), SingleFIFO: true})
-	defer e.Close()
-	rc := newRecorder()
-	if err := rc.submit(e, rc.request(0, sched.LaneNormal, 0, far())); err != nil {
-		t.Fatal(err)
-	}
-	<-g.entered
+	g, _, e, rc := heldEngine(t, sched.Config{Logger: quietLogger(), SingleFIFO: true}, 0)
 	for i := range 20 {
 		if err := rc.submit(e, rc.request(1, sched.LaneNormal, i+1, far())); err != nil {
 			t.Fatal(err)

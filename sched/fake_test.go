@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	"github.com/ipmi-cuse/ipmi-cuse/sched"
@@ -46,6 +47,25 @@ func (f *fakeTransport) Transact(msg, resp []byte, deadline time.Time) ([]byte, 
 type gate struct {
 	entered chan struct{}
 	release chan struct{}
+}
+
+// heldEngine starts an engine on a gated fake transport and submits one
+// normal request from owner, returning once the transport holds it: the
+// engine is busy, so whatever a test submits next queues behind exactly one
+// transaction in flight until the test closes g.release. The engine is
+// closed when the test ends. The transport is returned for its counters.
+func heldEngine(t *testing.T, cfg sched.Config, owner sched.Owner) (*gate, *fakeTransport, *sched.Engine, *recorder) {
+	t.Helper()
+	g := newGate()
+	ft := &fakeTransport{hook: g.hook}
+	e := sched.New(ft, cfg)
+	t.Cleanup(func() { e.Close() })
+	rc := newRecorder()
+	if err := rc.submit(e, rc.request(owner, sched.LaneNormal, 0, far())); err != nil {
+		t.Fatal(err)
+	}
+	<-g.entered
+	return g, ft, e, rc
 }
 
 func newGate() *gate {
