@@ -206,8 +206,7 @@ func (s *Server) doOpen(ctx context.Context, hdr *fuse.InHeader, msg []byte) {
 		return
 	}
 	s.mu.Lock()
-	s.nextFh++
-	of := &openFile{fh: s.nextFh, file: file, flags: in.Flags}
+	of := &openFile{fh: s.allocFhLocked(), file: file, flags: in.Flags}
 	s.files[of.fh] = of
 	s.mu.Unlock()
 	out := fuse.OpenOut{Fh: of.fh}
@@ -238,6 +237,10 @@ func (s *Server) doRelease(_ context.Context, hdr *fuse.InHeader, msg []byte) {
 	in, _ := decode[fuse.ReleaseIn](msg)
 	if of := s.remove(in.Fh); of != nil {
 		of.file.Release()
+	} else if s.resumed {
+		// A file opened before this process took over the channel and
+		// not used since: nothing of it lives here.
+		s.log.Info("cuse: file opened before the restart closed", "fh", in.Fh)
 	} else {
 		s.log.Warn("cuse: RELEASE of unknown file handle", "fh", in.Fh, "unique", hdr.Unique)
 	}
@@ -246,7 +249,7 @@ func (s *Server) doRelease(_ context.Context, hdr *fuse.InHeader, msg []byte) {
 
 func (s *Server) doRead(ctx context.Context, hdr *fuse.InHeader, msg []byte) {
 	in, _ := decode[fuse.ReadIn](msg)
-	of := s.lookup(in.Fh)
+	of := s.lookupOrAdopt(in.Fh)
 	if of == nil {
 		s.sendErr(hdr.Unique, syscall.EBADF)
 		return
@@ -279,7 +282,7 @@ func (s *Server) doWrite(ctx context.Context, hdr *fuse.InHeader, msg []byte) {
 		return
 	}
 	data = data[:in.Size]
-	of := s.lookup(in.Fh)
+	of := s.lookupOrAdopt(in.Fh)
 	if of == nil {
 		s.sendErr(hdr.Unique, syscall.EBADF)
 		return
@@ -306,7 +309,7 @@ func (s *Server) doIoctl(ctx context.Context, hdr *fuse.InHeader, msg []byte) {
 		s.sendErr(hdr.Unique, syscall.EINVAL)
 		return
 	}
-	of := s.lookup(in.Fh)
+	of := s.lookupOrAdopt(in.Fh)
 	if of == nil {
 		s.sendErr(hdr.Unique, syscall.EBADF)
 		return
@@ -392,11 +395,14 @@ func ioctlReply(in *fuse.IoctlIn, out *IoctlOut) (reply [][]byte, errno syscall.
 
 func (s *Server) doPoll(_ context.Context, hdr *fuse.InHeader, msg []byte) {
 	in, _ := decode[pollIn](msg)
-	of := s.lookup(in.Fh)
+	of := s.lookupOrAdopt(in.Fh)
 	if of == nil {
 		s.sendErr(hdr.Unique, syscall.EBADF)
 		return
 	}
+	s.mu.Lock()
+	of.kh = in.Kh
+	s.mu.Unlock()
 	var wake func()
 	if in.Flags&fuse.FUSE_POLL_SCHEDULE_NOTIFY != 0 {
 		// The kernel queued its waiter before sending this POLL, so a
@@ -421,14 +427,19 @@ func (s *Server) wakeFunc(of *openFile, kh uint64) func() {
 		if skip {
 			return
 		}
-		w := notifyPollWakeup{Kh: kh}
-		msg := make([]byte, 0, outHeaderSize+notifyPollWakeupOut)
-		h := fuse.OutHeader{Length: outHeaderSize + notifyPollWakeupOut, Status: notifyPoll, Unique: 0}
-		msg = encode(msg, &h)
-		msg = encode(msg, &w)
-		if err := s.write(msg); err != nil {
-			s.log.Debug("cuse: poll notification not delivered", "kh", kh, "err", err)
-		}
+		s.notifyPoll(kh)
+	}
+}
+
+// notifyPoll sends FUSE_NOTIFY_POLL for kh.
+func (s *Server) notifyPoll(kh uint64) {
+	w := notifyPollWakeup{Kh: kh}
+	msg := make([]byte, 0, outHeaderSize+notifyPollWakeupOut)
+	h := fuse.OutHeader{Length: outHeaderSize + notifyPollWakeupOut, Status: notifyPoll, Unique: 0}
+	msg = encode(msg, &h)
+	msg = encode(msg, &w)
+	if err := s.write(msg); err != nil {
+		s.log.Debug("cuse: poll notification not delivered", "kh", kh, "err", err)
 	}
 }
 

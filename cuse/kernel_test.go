@@ -76,6 +76,13 @@ func startKernel(t testing.TB, cfg Config, dev Device) *fakeKernel {
 // startKernelNoInit starts srv on a socket pair without sending anything.
 func startKernelNoInit(t testing.TB, cfg Config, dev Device) *fakeKernel {
 	t.Helper()
+	return startKernelServe(t, cfg, dev, nil)
+}
+
+// startKernelServe starts srv on a socket pair: with ServeFile if r is nil,
+// else with ServeResumed(r).
+func startKernelServe(t testing.TB, cfg Config, dev Device, r *Resume) *fakeKernel {
+	t.Helper()
 	if cfg.DevName == "" {
 		cfg.DevName = "testdev"
 	}
@@ -98,7 +105,13 @@ func startKernelNoInit(t testing.TB, cfg Config, dev Device) *fakeKernel {
 		notifies: make(chan []byte, 16),
 		closed:   make(chan struct{}),
 	}
-	go func() { k.serveErr <- k.srv.ServeFile(ctx, srvEnd) }()
+	go func() {
+		if r != nil {
+			k.serveErr <- k.srv.ServeResumed(ctx, srvEnd, *r)
+			return
+		}
+		k.serveErr <- k.srv.ServeFile(ctx, srvEnd)
+	}()
 	go k.readReplies()
 	t.Cleanup(func() {
 		cancel()

@@ -114,6 +114,13 @@ type Server struct {
 	early    map[uint64]time.Time // interrupts whose request is not known yet
 	handlers sync.WaitGroup       // Add only from the reader goroutine
 	baseCtx  context.Context
+
+	// resumed is set when serving a channel another process initialised
+	// (ServeResumed): unknown file handles are then adopted.
+	resumed bool // guarded by mu
+	// pause is the hand-over in progress (Pause), nil while serving.
+	pmu   sync.Mutex
+	pause *pauseState
 }
 
 // openFile is one entry of the file-handle table.
@@ -121,6 +128,7 @@ type openFile struct {
 	fh       uint64
 	file     File
 	flags    uint32 // open(2) flags from OPEN
+	kh       uint64 // the kernel's poll handle from the last POLL (0: none seen); guarded by Server.mu
 	released bool   // guarded by Server.mu; set when removed from the table
 }
 
@@ -230,11 +238,19 @@ func (s *Server) Serve(ctx context.Context) error {
 // ownership of f and closes it. Call Serve or ServeFile once per Server. It returns nil when ctx is cancelled, and an
 // error wrapping ErrProtocol, ErrInitRejected or ErrDisconnected otherwise.
 func (s *Server) ServeFile(ctx context.Context, f *os.File) error {
+	return s.serve(ctx, f, nil)
+}
+
+// serve runs the server on f: after CUSE_INIT when r is nil, else on a
+// channel another process initialised, with r's files.
+func (s *Server) serve(ctx context.Context, f *os.File, r *Resume) error {
 	if err := s.validate(); err != nil {
 		f.Close()
 		return err
 	}
+	s.pmu.Lock()
 	s.ch = f
+	s.pmu.Unlock()
 	baseCtx, cancelAll := context.WithCancel(ctx)
 	defer cancelAll()
 	s.baseCtx = baseCtx
@@ -250,10 +266,22 @@ func (s *Server) ServeFile(ctx context.Context, f *os.File) error {
 	defer stopReader()
 
 	buf := make([]byte, s.bufSize)
-	err := s.init(buf)
+	var err error
+	if r == nil {
+		err = s.init(buf)
+	} else {
+		s.restore(r)
+	}
 	if err == nil {
 		go s.prepareNode(baseCtx)
-		err = s.readLoop(buf)
+		err = s.serveLoop(ctx, buf)
+	}
+	if errors.Is(err, errHandedOver) {
+		// Another process serves the channel now: the files are its, so
+		// nothing is released, and closing our descriptor leaves the
+		// connection (and the device) to the other one.
+		f.Close()
+		return nil
 	}
 
 	// Shutdown: cancel every running request, give the device a bounded

@@ -772,3 +772,9 @@ func TestShutdownStuckDevice(t *testing.T) {
 		t.Errorf("ServeFile = %v, want nil", err)
 	}
 }
+
+func (d *testDevice) openCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.files)
+}

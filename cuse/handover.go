@@ -1,0 +1,271 @@
+package cuse
+
+// Hand-over and resume: a CUSE connection lives as long as one descriptor of
+// its /dev/cuse file is open, in any process. So a server can stop reading
+// (Pause) while another process takes the same descriptor and goes on
+// serving the same device (ServeResumed), or resume reading itself
+// (Continue) if the other one fails; and a server started on a descriptor
+// kept by a supervisor (systemd's file descriptor store) after a crash
+// serves the files the dead process had opened by adopting them.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+)
+
+// notifyResend is FUSE_NOTIFY_RESEND (protocol 7.40, Linux 6.9): the kernel
+// queues again every request that was read from the connection and not
+// answered yet, with FUSE_UNIQUE_RESEND set in its unique.
+const notifyResend = 7
+
+// ErrPaused is returned (wrapped) by Pause when the server is already
+// paused or not serving.
+var ErrPaused = errors.New("cuse: server not in a state to pause")
+
+// errHandedOver ends the serve loop after Detach.
+var errHandedOver = errors.New("cuse: channel handed over")
+
+// FileRecord is one open file of a Server, for a hand-over to another
+// process: the kernel's file handle, the open(2) flags, the kernel's poll
+// handle of the file (0 if it never polled) and the device's File.
+type FileRecord struct {
+	Fh    uint64
+	Flags uint32
+	Kh    uint64
+	File  File
+}
+
+// Resume is what a Server needs to serve a channel another process
+// initialised (see ServeResumed).
+type Resume struct {
+	// Files are the files the previous server had open, with the File
+	// this process made for each (from the hand-over state).
+	Files []FileRecord
+	// NextFh is the previous server's last file handle; new handles are
+	// above it and above every file in Files.
+	NextFh uint64
+	// Resend asks the kernel to send again the requests the previous
+	// server read and never answered (it crashed). Kernels before 6.9
+	// cannot; their callers wait until interrupted (see the README).
+	Resend bool
+}
+
+// pauseState is one hand-over in progress.
+type pauseState struct {
+	stopped chan struct{} // closed when the reader has stopped
+	resume  chan bool     // true: read again (Continue); false: Detach
+}
+
+// ServeResumed serves the device on f, a CUSE channel whose CUSE_INIT
+// another process answered (inherited at an upgrade, or from a
+// supervisor's descriptor store after a crash), without initialising it
+// again: the node and its device number stay. r gives the files the
+// previous server had open; a request for any other unknown file handle
+// is for a file opened before the restart, which is adopted as a new
+// open of the device (Device.Open with O_RDWR) and logged once. Each
+// file's poll handle is woken, so a process waiting in poll(2) asks again.
+// Otherwise it behaves as ServeFile.
+func (s *Server) ServeResumed(ctx context.Context, f *os.File, r Resume) error {
+	return s.serve(ctx, f, &r)
+}
+
+// restore fills the file table from r and wakes the pollers.
+func (s *Server) restore(r *Resume) {
+	s.mu.Lock()
+	s.resumed = true
+	s.nextFh = max(s.nextFh, r.NextFh)
+	var khs []uint64
+	for _, rec := range r.Files {
+		if rec.File == nil || rec.Fh == 0 {
+			continue
+		}
+		s.files[rec.Fh] = &openFile{fh: rec.Fh, file: rec.File, flags: rec.Flags, kh: rec.Kh}
+		s.nextFh = max(s.nextFh, rec.Fh)
+		if rec.Kh != 0 {
+			khs = append(khs, rec.Kh)
+		}
+	}
+	s.mu.Unlock()
+	s.log.Info("cuse: serving a channel initialised by an earlier process", "files", len(r.Files), "resend", r.Resend)
+	if r.Resend {
+		h := fuse.OutHeader{Length: outHeaderSize, Status: notifyResend}
+		if err := s.write(encode(nil, &h)); err != nil {
+			s.log.Warn("cuse: the kernel cannot send again the requests the previous process left unanswered (FUSE_NOTIFY_RESEND needs Linux 6.9); their callers wait until interrupted",
+				"err", err)
+		} else {
+			s.log.Info("cuse: asked the kernel to send again the requests the previous process left unanswered")
+		}
+	}
+	// A poller may have been told to wait for a notification that only
+	// the previous process could send: wake it so it polls again here.
+	for _, kh := range khs {
+		s.notifyPoll(kh)
+	}
+}
+
+// allocFhLocked returns a new file handle; s.mu held. Handles come from
+// CLOCK_BOOTTIME in nanoseconds, kept strictly increasing: an earlier
+// process on the same channel (one that crashed and left no state) issued
+// only handles below its own clock, so a new handle never collides with a
+// file it opened. Opens take microseconds, so the handles never run ahead
+// of the clock by more than a few nanoseconds.
+func (s *Server) allocFhLocked() uint64 {
+	var ts unix.Timespec
+	now := uint64(0)
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err == nil {
+		now = uint64(ts.Nano())
+	}
+	s.nextFh = max(s.nextFh+1, now)
+	return s.nextFh
+}
+
+// lookupOrAdopt returns the open file for fh. On a resumed server, an
+// unknown fh is a file opened before this process took over: it is
+// adopted with the device's defaults. It returns nil if fh is unknown and
+// cannot be adopted.
+func (s *Server) lookupOrAdopt(fh uint64) *openFile {
+	of := s.lookup(fh)
+	s.mu.Lock()
+	resumed := s.resumed
+	s.mu.Unlock()
+	if of != nil || !resumed || fh == 0 {
+		return of
+	}
+	file, errno := s.dev.Open(s.baseCtx, uint32(os.O_RDWR))
+	if errno != 0 || file == nil {
+		s.log.Warn("cuse: cannot adopt a file opened before the restart", "fh", fh, "errno", errno)
+		return nil
+	}
+	s.mu.Lock()
+	if of := s.files[fh]; of != nil {
+		// Adopted concurrently by another request on the same file.
+		s.mu.Unlock()
+		file.Release()
+		return of
+	}
+	of = &openFile{fh: fh, file: file, flags: uint32(os.O_RDWR)}
+	s.files[fh] = of
+	s.nextFh = max(s.nextFh, fh)
+	s.mu.Unlock()
+	// Once per file: later requests find it in the table.
+	s.log.Info("cuse: adopted a file opened before the restart, with the device's defaults", "fh", fh)
+	return of
+}
+
+// Pause stops reading requests (the kernel queues them meanwhile) and waits
+// until every request already read has been answered. The channel stays
+// open. Afterwards either Continue (serve again) or Detach (another process
+// serves the channel now) must be called. If ctx ends first, Pause
+// continues serving and returns an error saying how many requests were
+// still running.
+func (s *Server) Pause(ctx context.Context) error {
+	s.pmu.Lock()
+	if s.pause != nil || s.ch == nil {
+		s.pmu.Unlock()
+		return fmt.Errorf("%w: already paused or not started", ErrPaused)
+	}
+	st := &pauseState{stopped: make(chan struct{}), resume: make(chan bool, 1)}
+	s.pause = st
+	s.pmu.Unlock()
+	if err := s.ch.SetReadDeadline(time.Now()); err != nil {
+		s.Continue()
+		return fmt.Errorf("cuse: stop reading: %w", err)
+	}
+	select {
+	case <-st.stopped:
+	case <-ctx.Done():
+		s.Continue()
+		return fmt.Errorf("cuse: waiting for the reader to stop: %w", ctx.Err())
+	}
+	done := make(chan struct{})
+	go func() { s.handlers.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		n := len(s.reqs)
+		s.mu.Unlock()
+		s.Continue()
+		return fmt.Errorf("cuse: %d requests still running (a blocking read?): %w", n, ctx.Err())
+	}
+}
+
+// Continue ends a Pause: the server reads requests again.
+func (s *Server) Continue() { s.endPause(true) }
+
+// Detach ends a Pause for good: the server stops without releasing any
+// file or answering anything more, and ServeFile (or ServeResumed) returns
+// nil after closing this process's descriptor of the channel, which
+// leaves the connection to the process that holds another one.
+func (s *Server) Detach() { s.endPause(false) }
+
+func (s *Server) endPause(keep bool) {
+	s.pmu.Lock()
+	st := s.pause
+	s.pmu.Unlock()
+	if st == nil {
+		return
+	}
+	select {
+	case st.resume <- keep:
+	default:
+	}
+}
+
+// Files returns the open files, for a hand-over (call it while paused, so
+// the table does not change).
+func (s *Server) Files() []FileRecord {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]FileRecord, 0, len(s.files))
+	for _, of := range s.files {
+		out = append(out, FileRecord{Fh: of.fh, Flags: of.flags, Kh: of.kh, File: of.file})
+	}
+	return out
+}
+
+// LastFh returns the highest file handle issued or adopted so far.
+func (s *Server) LastFh() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.nextFh
+}
+
+// serveLoop runs readLoop, and holds it while paused.
+func (s *Server) serveLoop(ctx context.Context, buf []byte) error {
+	for {
+		err := s.readLoop(buf)
+		s.pmu.Lock()
+		st := s.pause
+		s.pmu.Unlock()
+		if st == nil || ctx.Err() != nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return err
+		}
+		close(st.stopped)
+		select {
+		case keep := <-st.resume:
+			if !keep {
+				return errHandedOver
+			}
+		case <-ctx.Done():
+			return err
+		}
+		s.pmu.Lock()
+		s.pause = nil
+		s.pmu.Unlock()
+		if err := s.ch.SetReadDeadline(time.Time{}); err != nil {
+			return fmt.Errorf("cuse: read again after a pause: %w", err)
+		}
+		if ctx.Err() != nil {
+			// Cancelled while paused: its deadline was just cleared.
+			return nil
+		}
+	}
+}
