@@ -208,6 +208,10 @@ type Engine struct {
 	stop chan struct{}
 	done chan struct{}
 
+	// pause is the Pause in progress or in effect (nil: running); guarded
+	// by mu.
+	pause *pauseState
+
 	// Owned by the engine goroutine.
 	timer      *time.Timer
 	scratch    []*Request
@@ -446,6 +450,10 @@ func (e *Engine) run() {
 			e.mu.Unlock()
 			e.completeAll(out)
 			return
+		}
+		if e.pause != nil && e.idleLocked() {
+			e.holdLocked() // unlocks mu
+			continue
 		}
 		now := time.Now()
 		out := e.scratch[:0]
