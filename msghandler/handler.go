@@ -150,6 +150,7 @@ type Handler struct {
 	attn     attnState
 	attnResp []byte
 	stats    Stats
+	held     bool // Hold: the tick does nothing (a hand-over in progress)
 }
 
 var _ ioctl.Bridge = (*Handler)(nil)
@@ -618,7 +619,7 @@ func (h *Handler) tick() {
 	var out []delivery
 	var resend []*sched.Request
 	h.mu.Lock()
-	if !h.started || h.closed {
+	if !h.started || h.closed || h.held {
 		h.mu.Unlock()
 		return
 	}
