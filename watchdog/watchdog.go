@@ -330,6 +330,10 @@ func (w *Watchdog) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			if errors.Is(context.Cause(ctx), ErrHandover) {
+				w.log.Info("watchdog: handing the BMC watchdog over to another process; it keeps running")
+				return nil
+			}
 			return w.finish()
 		case <-tick.C:
 		}
