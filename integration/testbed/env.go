@@ -28,8 +28,47 @@ const DefaultCache = "/var/cache/ipmi-cuse-testbed"
 // kernel, a client tool) is missing: run `make provision` as root.
 var ErrNotProvisioned = errors.New("testbed not provisioned (run `make provision` as root)")
 
+// Kernel names a Debian kernel series the testbed can boot. Both come from
+// Debian 12's archive and are unpacked by integration/provision.sh.
+type Kernel string
+
+const (
+	// Kernel61 is the kernel linux-image-amd64 depends on (6.1), the default.
+	Kernel61 Kernel = "6.1"
+	// Kernel612 is the newest linux-image-6.12.*+deb12-amd64: fuse is built
+	// in (only cuse is a module), modules ship as .ko.xz, and FUSE_NOTIFY_RESEND
+	// (FUSE 7.40) exists.
+	Kernel612 Kernel = "6.12"
+)
+
+// cacheLink is the name provision.sh gives the kernel's directory under
+// $CACHE/kernel.
+func (k Kernel) cacheLink() (string, error) {
+	switch k {
+	case Kernel61, "":
+		return "current", nil
+	case Kernel612:
+		return "6.12", nil
+	}
+	return "", fmt.Errorf("testbed: unknown kernel %q (want %q or %q)", k, Kernel61, Kernel612)
+}
+
+// DefaultKernel is the kernel FindEnv boots: $IPMI_CUSE_KERNEL ("6.1" or
+// "6.12") or Kernel61.
+func DefaultKernel() Kernel {
+	if k := os.Getenv("IPMI_CUSE_KERNEL"); k != "" {
+		return Kernel(k)
+	}
+	return Kernel61
+}
+
 // Env locates everything the testbed needs on this host.
 type Env struct {
+	// Kernel is the kernel series this Env boots.
+	Kernel Kernel
+	// KernelDir is the unpacked kernel package (boot/, lib/modules/, and
+	// ko/ with provision.sh's uncompressed copies of the guest modules).
+	KernelDir string
 	// Cache is the cache directory (kernel, initramfs archives).
 	Cache string
 	// KernelVersion is the unpacked kernel's release, e.g. 6.1.0-56-amd64.
@@ -51,16 +90,28 @@ func CacheDir() string {
 }
 
 // FindEnv checks that provisioning has been done and returns where things
-// are. Every missing piece is named in the error, which wraps ErrNotProvisioned.
-func FindEnv() (*Env, error) {
-	e := &Env{Cache: CacheDir()}
+// are, for DefaultKernel. Every missing piece is named in the error, which
+// wraps ErrNotProvisioned.
+func FindEnv() (*Env, error) { return FindEnvKernel(DefaultKernel()) }
+
+// FindEnvKernel is FindEnv for a given kernel series.
+func FindEnvKernel(k Kernel) (*Env, error) {
+	link, err := k.cacheLink()
+	if err != nil {
+		return nil, err
+	}
+	if k == "" {
+		k = Kernel61
+	}
+	e := &Env{Cache: CacheDir(), Kernel: k}
 	var missing []string
 	q, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
 		missing = append(missing, "qemu-system-x86_64")
 	}
 	e.QEMU = q
-	kdir := filepath.Join(e.Cache, "kernel", "current")
+	kdir := filepath.Join(e.Cache, "kernel", link)
+	e.KernelDir = kdir
 	if _, err := os.Stat(filepath.Join(kdir, ".complete")); err != nil {
 		missing = append(missing, "kernel in "+kdir)
 	} else {
@@ -84,8 +135,13 @@ func FindEnv() (*Env, error) {
 	return e, nil
 }
 
-// Module returns the host path of a kernel module by name (e.g. "ipmi_si").
+// Module returns the host path of an uncompressed kernel module by name
+// (e.g. "ipmi_si"): provision.sh's copy under ko/, or the package's own
+// .ko (6.1 kernels unpacked before ko/ existed).
 func (e *Env) Module(name string) (string, error) {
+	if p := filepath.Join(e.KernelDir, "ko", name+".ko"); fileExists(p) {
+		return p, nil
+	}
 	for _, sub := range []string{"drivers/char/ipmi", "fs/fuse"} {
 		p := filepath.Join(e.ModulesDir, sub, name+".ko")
 		if _, err := os.Stat(p); err == nil {
@@ -93,6 +149,38 @@ func (e *Env) Module(name string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("module %s not in %s: %w", name, e.ModulesDir, ErrNotProvisioned)
+}
+
+// BuiltIn reports whether the kernel has the module compiled in (listed
+// in modules.builtin), as 6.12 has fuse.
+func (e *Env) BuiltIn(name string) bool {
+	b, err := os.ReadFile(filepath.Join(e.ModulesDir, "..", "modules.builtin"))
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		base := filepath.Base(l)
+		if base == name+".ko" || strings.ReplaceAll(base, "-", "_") == strings.ReplaceAll(name, "-", "_")+".ko" {
+			return true
+		}
+	}
+	return false
+}
+
+// GuestModules returns Modules without those built into the kernel.
+func (e *Env) GuestModules() []string {
+	var ms []string
+	for _, m := range Modules {
+		if !e.BuiltIn(m) {
+			ms = append(ms, m)
+		}
+	}
+	return ms
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 // KVM reports whether QEMU should use hardware virtualisation: only when

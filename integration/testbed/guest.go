@@ -117,9 +117,9 @@ func Script(cmds []Command, o ScriptOptions) (string, error) {
 		if args == nil {
 			args = DefaultDaemonArgs
 		}
-		for _, m := range []string{"fuse", "cuse"} {
-			fmt.Fprintf(&b, "insmod /modules/%s.ko || echo \"@@@SETUP insmod %s failed\"\n", m, m)
-		}
+		// fuse is built into 6.12: its module is then absent.
+		b.WriteString("[ ! -e /modules/fuse.ko ] || insmod /modules/fuse.ko || echo \"@@@SETUP insmod fuse failed\"\n")
+		b.WriteString("insmod /modules/cuse.ko || echo \"@@@SETUP insmod cuse failed\"\n")
 		fmt.Fprintf(&b, "[ -c /dev/cuse ] || echo '@@@SETUP /dev/cuse missing'\n")
 		fmt.Fprintf(&b, "%s >%s 2>&1 &\ndaemon=$!\n", shellJoin(append([]string{GuestDaemon}, args...)), GuestDaemonLog)
 		fmt.Fprintf(&b, "if wait_dev %d; then echo '@@@SETUP ok'; elif kill -0 $daemon 2>/dev/null; then echo '@@@SETUP /dev/ipmi0 did not appear within %ds'; else wait $daemon; echo \"@@@SETUP ipmi-cuse exited with $? before /dev/ipmi0 appeared\"; fi\n", ready, ready)
