@@ -27,6 +27,11 @@ func (a archive) file(path string, perm uint32, data []byte) {
 	a[path] = cpioEntry{mode: sIFREG | perm, data: data}
 }
 
+// symlink adds a symbolic link at path pointing to target.
+func (a archive) symlink(path, target string) {
+	a[path] = cpioEntry{mode: sIFLNK | 0o777, data: []byte(target)}
+}
+
 func (a archive) dir(path string) { a[path] = cpioEntry{mode: sIFDIR | 0o755} }
 
 // writeNewc writes the archive in the "newc" cpio format the kernel unpacks

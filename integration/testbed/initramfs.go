@@ -102,23 +102,8 @@ func (e *Env) BaseInitramfs() (string, error) {
 	}
 	a.file("etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/sh\n"))
 	a.file("etc/group", 0o644, []byte("root:x:0:\n"))
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		return "", fmt.Errorf("initramfs: %w", err)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(out), "base-*.tmp")
-	if err != nil {
-		return "", fmt.Errorf("initramfs: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := a.writeNewc(tmp); err != nil {
-		tmp.Close()
+	if err := writeArchiveAtomic(a, out); err != nil {
 		return "", err
-	}
-	if err := tmp.Close(); err != nil {
-		return "", fmt.Errorf("initramfs: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), out); err != nil {
-		return "", fmt.Errorf("initramfs: %w", err)
 	}
 	return out, nil
 }
@@ -132,7 +117,7 @@ type baseInput struct {
 func (e *Env) baseInputs() ([]baseInput, error) {
 	var in []baseInput
 	in = append(in, baseInput{busyboxPath, "bin/busybox", 0o755})
-	for _, m := range Modules {
+	for _, m := range e.GuestModules() {
 		p, err := e.Module(m)
 		if err != nil {
 			return nil, err

@@ -1,0 +1,100 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/ipmi-cuse/ipmi-cuse/integration/testbed"
+)
+
+// TestSystemdUnit boots the systemd guest (Debian's systemd as PID 1) on
+// each kernel, installs ipmi-cuse with the repository's unit as a user
+// would, starts it with systemctl, and runs ipmitool mc info through it:
+// the unit's modprobe of cuse, its defaults file and its ExecStart= work
+// under a real service manager.
+func TestSystemdUnit(t *testing.T) {
+	for _, k := range []testbed.Kernel{testbed.Kernel61, testbed.Kernel612} {
+		t.Run(string(k), func(t *testing.T) {
+			env := testEnvKernel(t, k)
+			daemonPath, why := daemon(t)
+			if daemonPath == "" {
+				t.Skip(why)
+			}
+			root, err := testbed.RepoRoot()
+			if err != nil {
+				t.Fatal(err)
+			}
+			files, err := testbed.ProjectUnit(root, daemonPath, []string{"--log-level=info"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			g := &testbed.SystemdGuest{
+				Env: env, Files: files, Dir: t.TempDir(), Timeout: bootTimeout, Append: os.Getenv("IPMI_CUSE_APPEND"),
+				Script: `run start 60 systemctl start ipmi-cuse
+if wait_dev 30; then echo '@@@SETUP ok'; else echo '@@@SETUP /dev/ipmi0 did not appear'; fi
+run pid1 10 cat /proc/1/comm
+run mc_info 60 ipmitool mc info
+run active 10 systemctl is-active ipmi-cuse
+run modules 10 sh -c 'grep -o "^[a-z_]*" /proc/modules | sort'
+run stop 60 systemctl stop ipmi-cuse
+run gone 10 sh -c 'test ! -e /dev/ipmi0'
+journal ipmi-cuse
+`,
+			}
+			out, res, err := g.Run(context.Background())
+			if err != nil {
+				t.Fatalf("%v\nguest:\n%s\nconsole:\n%s", err, guestOf(res), consoleOf(res))
+			}
+			j := out.Files["journal:ipmi-cuse"]
+			if out.Setup != "ok" {
+				t.Fatalf("setup: %s\njournal:\n%s\nconsole:\n%s", out.Setup, j, consoleOf(res))
+			}
+			want := map[string]string{"start": "", "pid1": "systemd\n", "active": "active\n", "stop": "", "gone": ""}
+			for name, stdout := range want {
+				c := out.Command(name)
+				if c == nil || c.Exit != 0 || string(c.Stdout) != stdout {
+					t.Errorf("%s: %+v, want exit 0 and stdout %q", name, c, stdout)
+				}
+			}
+			if c := out.Command("mc_info"); c == nil || c.Exit != 0 || !bytes.Contains(c.Stdout, []byte("IPMI Version")) {
+				t.Errorf("ipmitool mc info through the unit: %+v", c)
+			}
+			mods := string(out.Command("modules").Stdout)
+			if !strings.Contains(mods, "cuse\n") || strings.Contains(mods, "ipmi_si") {
+				t.Errorf("modules loaded: %q, want cuse (the unit's modprobe) and no ipmi_si", mods)
+			}
+			if t.Failed() {
+				t.Logf("journal:\n%s", j)
+			}
+			t.Logf("%s: boot and test took %v", k, res.Elapsed)
+		})
+	}
+}
+
+// testEnvKernel is testEnv for a given kernel.
+func testEnvKernel(t *testing.T, k testbed.Kernel) *testbed.Env {
+	t.Helper()
+	testEnv(t)
+	env, err := testbed.FindEnvKernel(k)
+	if err != nil {
+		t.Fatalf("VM tests need provisioning: %v", err)
+	}
+	return env
+}
+
+func consoleOf(res *testbed.Result) string {
+	if res == nil {
+		return "(none)"
+	}
+	return string(res.Console)
+}
+
+func guestOf(res *testbed.Result) string {
+	if res == nil {
+		return "(none)"
+	}
+	return string(res.Guest)
+}
