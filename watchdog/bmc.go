@@ -179,10 +179,11 @@ func (w *Watchdog) heartbeatLocked(ctx context.Context) error {
 }
 
 // startLocked starts the timer: state running, Set with "don't stop",
-// Reset.
+// Reset; or, where the kernel treats action none as "stopped"
+// (runsWhenStarted), a Set that stops it and no Reset.
 func (w *Watchdog) startLocked(ctx context.Context) error {
 	w.mu.Lock()
-	w.st.running = true
+	w.st.running = w.runsWhenStarted()
 	w.startOnHB = false
 	w.needSet, w.needHB = false, false
 	w.mu.Unlock()

@@ -15,10 +15,12 @@ import (
 const (
 	identity        = "IPMI"
 	firmwareVersion = 1
-	// supportedOptions is what the generic watchdog API promises a timer
-	// with settable timeout, keepalive ping, magic close and pretimeout.
-	// The kernel's ipmi_watchdog advertises 0.
-	supportedOptions = OptSetTimeout | OptKeepalivePing | OptMagicClose | OptPretimeout
+	// kernelOptions is what ipmi_watchdog advertises: nothing.
+	kernelOptions = 0
+	// genericOptions is what the generic watchdog API promises a timer
+	// with settable timeout, keepalive ping, magic close and pretimeout
+	// (Config.GenericAPI).
+	genericOptions = OptSetTimeout | OptKeepalivePing | OptMagicClose | OptPretimeout
 )
 
 var _ cuse.Device = (*Watchdog)(nil)
@@ -51,7 +53,9 @@ type file struct {
 
 // Read blocks until a pretimeout, then returns one byte, 0, as the kernel
 // (which clears its flag before copying it out). One read per pretimeout;
-// nonblock gives EAGAIN, an interrupt EINTR.
+// nonblock gives EAGAIN, an interrupt EINTR. Only PreOpGiveData (or the
+// generic API) makes a pretimeout readable; otherwise, as in the kernel,
+// a read blocks until interrupted.
 func (f *file) Read(ctx context.Context, dst []byte, nonblock bool) (int, syscall.Errno) {
 	if len(dst) == 0 {
 		return 0, 0
@@ -156,7 +160,10 @@ func (f *file) Ioctl(ctx context.Context, in *cuse.IoctlIn) cuse.IoctlOut {
 		if out := needOut(in, SizeofInfo); out != nil {
 			return *out
 		}
-		info := Info{Options: supportedOptions, FirmwareVersion: firmwareVersion}
+		info := Info{Options: kernelOptions, FirmwareVersion: firmwareVersion}
+		if w.cfg.GenericAPI {
+			info.Options = genericOptions
+		}
 		copy(info.Identity[:], identity)
 		return cuse.IoctlOut{Out: info.Encode()}
 
@@ -166,6 +173,11 @@ func (f *file) Ioctl(ctx context.Context, in *cuse.IoctlIn) cuse.IoctlOut {
 		}
 		w.mu.Lock()
 		var st int32
+		if !w.cfg.GenericAPI {
+			// ipmi_watchdog always answers 0.
+			w.mu.Unlock()
+			return cuse.IoctlOut{Out: EncodeInt(0)}
+		}
 		if w.expectClose {
 			st |= OptMagicClose
 		}
@@ -177,6 +189,9 @@ func (f *file) Ioctl(ctx context.Context, in *cuse.IoctlIn) cuse.IoctlOut {
 		return cuse.IoctlOut{Out: EncodeInt(st)}
 
 	case IoctlGetBootStatus:
+		if !w.cfg.GenericAPI {
+			break // ipmi_watchdog: ENOTTY
+		}
 		if out := needOut(in, SizeofInt); out != nil {
 			return *out
 		}
@@ -254,6 +269,9 @@ func (f *file) Ioctl(ctx context.Context, in *cuse.IoctlIn) cuse.IoctlOut {
 		return cuse.IoctlOut{Errno: errnoOf(err)}
 
 	case IoctlGetTimeLeft:
+		if !w.cfg.GenericAPI {
+			break // ipmi_watchdog: ENOTTY
+		}
 		if out := needOut(in, SizeofInt); out != nil {
 			return *out
 		}
@@ -269,13 +287,35 @@ func (f *file) Ioctl(ctx context.Context, in *cuse.IoctlIn) cuse.IoctlOut {
 	return cuse.IoctlOut{Errno: syscall.ENOTTY}
 }
 
-// setOptions is WDIOC_SETOPTIONS: DISABLECARD stops the timer (EBUSY under
-// NoWayOut, as the generic API), then ENABLECARD starts it. Errors are
-// returned, where ipmi_watchdog ignores them.
+// setOptions is WDIOC_SETOPTIONS: DISABLECARD stops the timer, then
+// ENABLECARD starts it. As ipmi_watchdog, DISABLECARD stops it even under
+// NoWayOut, errors are not returned, and ENABLECARD leaves a pending
+// "start on the first heartbeat" in place (so the first write re-sends
+// Set and Reset). With GenericAPI, DISABLECARD fails with EBUSY under
+// NoWayOut and errors are returned.
 func (f *file) setOptions(ctx context.Context, v int32) syscall.Errno {
 	w := f.w
 	w.opMu.Lock()
 	defer w.opMu.Unlock()
+	if !w.cfg.GenericAPI {
+		if v&SetOptDisableCard != 0 {
+			if err := w.stopLocked(ctx); err != nil {
+				w.log.Warn("watchdog: WDIOS_DISABLECARD: stopping the BMC watchdog failed", slog.Any("err", err))
+			}
+		}
+		if v&SetOptEnableCard != 0 {
+			w.mu.Lock()
+			pending := w.startOnHB
+			w.mu.Unlock()
+			if err := w.startLocked(ctx); err != nil {
+				w.log.Warn("watchdog: WDIOS_ENABLECARD: starting the BMC watchdog failed", slog.Any("err", err))
+			}
+			w.mu.Lock()
+			w.startOnHB = pending
+			w.mu.Unlock()
+		}
+		return 0
+	}
 	if v&SetOptDisableCard != 0 {
 		if w.cfg.NoWayOut {
 			w.log.Info("watchdog: nowayout prevents stopping the BMC watchdog")

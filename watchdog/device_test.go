@@ -14,6 +14,8 @@ import (
 	"github.com/ipmi-cuse/ipmi-cuse/sched"
 )
 
+// TestIoctls covers the generic watchdog API's answers (Config.GenericAPI);
+// TestIoctlsKernel covers ipmi_watchdog's.
 func TestIoctls(t *testing.T) {
 	type check func(t *testing.T, w *Watchdog, e *fakeEngine, arg []byte)
 	intIs := func(want int32) check {
@@ -119,7 +121,7 @@ func TestIoctls(t *testing.T) {
 			setup: func(_ *Watchdog, e *fakeEngine, _ *cusetest.Kernel, _ any) { e.getData = []byte{0x44} }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w, e, _ := newTest(t, nil)
+			w, e, _ := newTest(t, func(c *Config) { c.GenericAPI = true })
 			k := newKernel(t)
 			f := open(t, w)
 			defer f.Release()
@@ -150,7 +152,7 @@ func TestIoctls(t *testing.T) {
 }
 
 func TestGetStatusBits(t *testing.T) {
-	w, _, _ := newTest(t, nil)
+	w, _, _ := newTest(t, func(c *Config) { c.GenericAPI = true })
 	k := newKernel(t)
 	f := open(t, w)
 	defer f.Release()
@@ -298,7 +300,7 @@ func TestOneOpener(t *testing.T) {
 
 func TestRead(t *testing.T) {
 	t.Run("nonblock EAGAIN", func(t *testing.T) {
-		w, _, _ := newTest(t, nil)
+		w, _, _ := newTest(t, giveData)
 		f := open(t, w)
 		defer f.Release()
 		if n, errno := f.Read(context.Background(), make([]byte, 8), true); n != 0 || errno != syscall.EAGAIN {
@@ -306,7 +308,7 @@ func TestRead(t *testing.T) {
 		}
 	})
 	t.Run("zero length", func(t *testing.T) {
-		w, _, _ := newTest(t, nil)
+		w, _, _ := newTest(t, giveData)
 		f := open(t, w)
 		defer f.Release()
 		if n, errno := f.Read(context.Background(), nil, false); n != 0 || errno != 0 {
@@ -314,7 +316,7 @@ func TestRead(t *testing.T) {
 		}
 	})
 	t.Run("blocks until pretimeout, one byte each", func(t *testing.T) {
-		w, _, _ := newTest(t, nil)
+		w, _, _ := newTest(t, giveData)
 		f := open(t, w)
 		defer f.Release()
 		var returned atomic.Bool
@@ -344,7 +346,7 @@ func TestRead(t *testing.T) {
 		}
 	})
 	t.Run("interrupted", func(t *testing.T) {
-		w, _, _ := newTest(t, nil)
+		w, _, _ := newTest(t, giveData)
 		f := open(t, w)
 		defer f.Release()
 		ctx, cancel := context.WithCancel(context.Background())
@@ -359,7 +361,7 @@ func TestRead(t *testing.T) {
 		}
 	})
 	t.Run("pretimeout before open forgotten", func(t *testing.T) {
-		w, _, _ := newTest(t, nil)
+		w, _, _ := newTest(t, giveData)
 		w.Pretimeout()
 		f := open(t, w)
 		defer f.Release()
@@ -370,7 +372,7 @@ func TestRead(t *testing.T) {
 }
 
 func TestPoll(t *testing.T) {
-	w, _, _ := newTest(t, nil)
+	w, _, _ := newTest(t, giveData)
 	f := open(t, w)
 	defer f.Release()
 	var wakes atomic.Int32
@@ -472,8 +474,8 @@ func TestHeartbeatAfterPretimeoutResendsSet(t *testing.T) {
 	}
 }
 
-func TestSetOptionsNowayout(t *testing.T) {
-	w, e, _ := newTest(t, func(c *Config) { c.NoWayOut = true })
+func TestSetOptionsNowayoutGeneric(t *testing.T) {
+	w, e, _ := newTest(t, func(c *Config) { c.NoWayOut, c.GenericAPI = true, true })
 	k := newKernel(t)
 	f := open(t, w)
 	defer f.Release()
@@ -507,7 +509,7 @@ func TestKeepaliveAfterDisableIsNoop(t *testing.T) {
 }
 
 func TestBootStatusCached(t *testing.T) {
-	w, e, _ := newTest(t, nil)
+	w, e, _ := newTest(t, func(c *Config) { c.GenericAPI = true })
 	k := newKernel(t)
 	f := open(t, w)
 	defer f.Release()
@@ -520,3 +522,6 @@ func TestBootStatusCached(t *testing.T) {
 		t.Fatalf("sent % x, want one Get", got)
 	}
 }
+
+// giveData is the kernel's preop_give_data.
+func giveData(c *Config) { c.PreOp = PreOpGiveData }

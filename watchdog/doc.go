@@ -32,38 +32,59 @@
 // after a pretimeout re-sends the full Set instead of a bare Reset. With
 // IPMI10, where a Set stops the timer, a Reset follows every Set.
 //
-// # Where this device differs from the kernel's ipmi_watchdog
+// # Start-up, as ipmi_watchdog registers
 //
-// The kernel's ipmi_watchdog is poorer than the generic Linux watchdog API
-// (drivers/watchdog/watchdog_dev.c). This device does what the generic API
-// promises:
+// Register does what the kernel's driver does when it registers with an
+// interface: it stops the timer with its own settings (timer use SMS/OS,
+// action and pre-action none, pretimeout 0, its timeout), so a timer the
+// firmware left armed cannot act, or with StartNow (start_now=1) starts it
+// with its settings. Leave re-arms a running timer with PanicTimeout when
+// the daemon stops for good (panic_wdt_timeout's nearest equivalent).
+//
+// # ipmi_watchdog's answers, or the generic API's
+//
+// By default the device answers as the kernel's ipmi_watchdog, so daemons
+// log and do the same: WDIOC_GETSUPPORT gives options 0, firmware version
+// 1, identity "IPMI"; WDIOC_GETSTATUS always 0; WDIOC_GETBOOTSTATUS,
+// WDIOC_GETTIMELEFT and WDIOC_GETTEMP fail with ENOTTY; WDIOC_SETOPTIONS
+// ignores the BMC's answers, and WDIOS_DISABLECARD stops the timer even
+// under nowayout; a timer started with action none does not run (the
+// kernel's "stopped"); a pretimeout is readable only with PreOpGiveData.
+// Two differences remain: WDIOC_SETTIMEOUT and WDIOC_SETPRETIMEOUT refuse
+// values Set Watchdog Timer cannot carry (EINVAL; the kernel sends them
+// truncated), and SETTIMEOUT drops a pretimeout the new timeout cannot
+// hold (the kernel sends it and the BMC refuses the Set).
+//
+// With Config.GenericAPI it does what the generic Linux watchdog API
+// (drivers/watchdog/watchdog_dev.c) promises instead:
 //
 //   - WDIOC_GETSUPPORT advertises WDIOF_SETTIMEOUT, WDIOF_KEEPALIVEPING,
-//     WDIOF_MAGICCLOSE and WDIOF_PRETIMEOUT (ipmi_watchdog: 0), identity
-//     "IPMI", firmware version 1.
+//     WDIOF_MAGICCLOSE and WDIOF_PRETIMEOUT.
 //   - WDIOC_GETTIMELEFT works: Get Watchdog Timer's present countdown in
-//     whole seconds (ipmi_watchdog: ENOTTY).
+//     whole seconds.
 //   - WDIOC_GETSTATUS reports WDIOF_MAGICCLOSE while a 'V' is armed and
-//     WDIOF_KEEPALIVEPING after a heartbeat since the last GETSTATUS
-//     (ipmi_watchdog: always 0).
+//     WDIOF_KEEPALIVEPING after a heartbeat since the last GETSTATUS.
 //   - WDIOC_GETBOOTSTATUS reports WDIOF_CARDRESET when the BMC's SMS/OS
-//     expiration flag is set, asked once (ipmi_watchdog: ENOTTY).
-//   - WDIOC_SETTIMEOUT range-checks (1..6553 s, else EINVAL), drops a
-//     pretimeout the new timeout cannot hold, restarts a running countdown,
-//     and writes the timeout back (ipmi_watchdog: no check, no write-back).
-//     WDIOC_SETPRETIMEOUT needs 0..255 s and less than the timeout.
+//     expiration flag is set, asked once.
 //   - WDIOC_SETOPTIONS returns the errors of the commands it sends, and
-//     WDIOS_DISABLECARD fails with EBUSY under nowayout (ipmi_watchdog
-//     ignores both).
-//   - read and poll always report a pretimeout (the kernel only with
-//     preop_give_data); a pretimeout from before the open is not reported.
+//     WDIOS_DISABLECARD fails with EBUSY under nowayout.
+//   - read and poll always report a pretimeout; the timer runs with
+//     action none, so a pretimeout can be had without an expiry action.
+//
+// Either way a pretimeout from before the open is not reported, and no
+// SIGIO is sent (CUSE has no fasync).
 //
 // As ipmi_watchdog (and unlike the generic API), open does not start the
 // timer: the first heartbeat (write or WDIOC_KEEPALIVE) or WDIOS_ENABLECARD
 // does. A close without the magic 'V' sends one heartbeat, which starts a
-// timer the opener never started, as in the kernel. With ActionNone the
-// timer still runs (the kernel treats action none as "stopped"), so a
-// pretimeout can be had without an expiry action.
+// timer the opener never started, as in the kernel. The built-in patter
+// runs the timer with ActionNone too.
+//
+// A client's Set Watchdog Timer through /dev/ipmi0 is not coordinated with
+// the device, as with the kernel's drivers: the BMC takes its settings,
+// and the device's next heartbeat (a Reset) restarts the countdown with
+// them, until the device sends its own Set again (magic close, a
+// pretimeout's re-arm, SETTIMEOUT).
 //
 // Errors map to errno as: a non-zero completion code or a bad argument →
 // EINVAL (the kernel's answer to an error completion), lost settings or a

@@ -211,3 +211,51 @@ func DecodeGetResponse(resp []byte) (TimerState, error) {
 		Present:         time.Duration(binary.LittleEndian.Uint16(d[6:])) * countdownUnit,
 	}, nil
 }
+
+// PreOp is what the daemon does when the BMC raises the pretimeout (the
+// kernel's preop module parameter). It matters only with a pre-action;
+// only PreMsgInt reaches the daemon.
+type PreOp uint8
+
+// Pretimeout operations.
+const (
+	// PreOpNone (preop_none, the kernel's default): the pretimeout is
+	// logged (and PretimeoutExec runs); nothing is readable on
+	// /dev/watchdog.
+	PreOpNone PreOp = 0
+	// PreOpPanic (preop_panic): Config.Panic is called, once; the daemon
+	// crashes the kernel through /proc/sysrq-trigger, as the kernel's
+	// driver panics.
+	PreOpPanic PreOp = 1
+	// PreOpGiveData (preop_give_data): one byte becomes readable on
+	// /dev/watchdog and poll reports POLLIN. CUSE has no fasync, so no
+	// SIGIO is sent.
+	PreOpGiveData PreOp = 2
+)
+
+// String returns the flag spelling of the pretimeout operation.
+func (p PreOp) String() string {
+	switch p {
+	case PreOpNone:
+		return "none"
+	case PreOpPanic:
+		return "panic"
+	case PreOpGiveData:
+		return "give-data"
+	}
+	return fmt.Sprintf("PreOp(%d)", uint8(p))
+}
+
+// ParsePreOp parses a --watchdog-preop value: none, panic or give-data
+// (the kernel's preop_none, preop_panic and preop_give_data too).
+func ParsePreOp(s string) (PreOp, error) {
+	switch strings.TrimPrefix(strings.ReplaceAll(strings.ToLower(s), "_", "-"), "preop-") {
+	case "none":
+		return PreOpNone, nil
+	case "panic":
+		return PreOpPanic, nil
+	case "give-data":
+		return PreOpGiveData, nil
+	}
+	return 0, fmt.Errorf("%w: preop %q (want none, panic or give-data)", ErrConfig, s)
+}

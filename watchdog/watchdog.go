@@ -123,6 +123,26 @@ type Config struct {
 	// the lateness logged at a pretimeout); nil means time.Now. Request
 	// deadlines always use the wall clock, as the engine does.
 	Now func() time.Time
+
+	// StartNow makes Register start the timer (the kernel's start_now=1)
+	// instead of stopping it.
+	StartNow bool
+	// PreOp is what a pretimeout does on the device side (the kernel's
+	// preop). With PreNMI, PreOpGiveData becomes PreOpNone, as the kernel
+	// does.
+	PreOp PreOp
+	// Panic is called once, on the first pretimeout, when PreOp is
+	// PreOpPanic. The daemon crashes the kernel (sysrq 'c'); nil logs
+	// that nothing could be done.
+	Panic func()
+	// PanicTimeout is the countdown Leave arms when the daemon stops while
+	// the timer runs (the kernel's panic_wdt_timeout; see Leave). Zero
+	// leaves the timer as it is.
+	PanicTimeout time.Duration
+	// GenericAPI makes /dev/watchdog answer as the generic Linux watchdog
+	// API promises (the extras listed in the package doc) instead of as
+	// the kernel's ipmi_watchdog does, and makes ActionNone run the timer.
+	GenericAPI bool
 }
 
 // user says who drives the BMC timer.
@@ -191,6 +211,7 @@ type Watchdog struct {
 	readCh     chan struct{} // closed and replaced at each pretimeout
 	pollWake   func()
 	execBusy   bool
+	panicked   bool // PreOpPanic has called Panic
 	stats      Stats
 }
 
@@ -215,6 +236,12 @@ func New(cfg Config) (*Watchdog, error) {
 	if cfg.PreAction > PreMsgInt {
 		return nil, fmt.Errorf("%w: pre-action %v", ErrConfig, cfg.PreAction)
 	}
+	if cfg.PreOp > PreOpGiveData {
+		return nil, fmt.Errorf("%w: preop %v", ErrConfig, cfg.PreOp)
+	}
+	if cfg.PanicTimeout < 0 || cfg.PanicTimeout > MaxTimeout {
+		return nil, fmt.Errorf("%w: panic timeout %v outside [0, %v]", ErrConfig, cfg.PanicTimeout, MaxTimeout)
+	}
 	if cfg.PatInterval < 0 || cfg.RequestTimeout < 0 || cfg.ExecTimeout < 0 {
 		return nil, fmt.Errorf("%w: negative interval", ErrConfig)
 	}
@@ -226,6 +253,10 @@ func New(cfg Config) (*Watchdog, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.PreAction == PreNMI && cfg.PreOp == PreOpGiveData {
+		cfg.Logger.Warn("watchdog: preop give-data does not work with an NMI pretimeout; using preop none, as the kernel does")
+		cfg.PreOp = PreOpNone
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -392,22 +423,30 @@ func (w *Watchdog) unclaim() {
 
 // Pretimeout reports that the BMC raised the watchdog pretimeout (flag
 // 0x08 of Get Message Flags, already cleared by the caller). It logs one
-// error line with how late the last pat was, counts it, makes one byte
-// readable on /dev/watchdog and wakes its readers and pollers, makes the
-// next heartbeat re-send the full Set (as the kernel does), and starts
-// PretimeoutExec in the background. It never blocks and sends nothing, so
-// it may be called from the engine goroutine.
+// error line with how late the last pat was, counts it, does the PreOp
+// (PreOpGiveData: one byte readable on /dev/watchdog, readers and pollers
+// woken; PreOpPanic: Config.Panic, once), makes the next heartbeat re-send
+// the full Set (as the kernel does), and starts PretimeoutExec in the
+// background. It never blocks and sends nothing (Panic aside), so it may
+// be called from the engine goroutine.
 func (w *Watchdog) Pretimeout() {
 	now := w.now()
 	w.mu.Lock()
 	w.stats.Pretimeouts++
 	n := w.stats.Pretimeouts
 	w.needSet = true
-	w.dataToRead = true
-	close(w.readCh)
-	w.readCh = make(chan struct{})
-	wake := w.pollWake
-	w.pollWake = nil
+	var wake func()
+	if w.givesData() {
+		w.dataToRead = true
+		close(w.readCh)
+		w.readCh = make(chan struct{})
+		wake = w.pollWake
+		w.pollWake = nil
+	}
+	doPanic := w.cfg.PreOp == PreOpPanic && w.cfg.PreAction != PreNone && !w.panicked
+	if doPanic {
+		w.panicked = true
+	}
 	last := w.stats.LastPat
 	st := w.st
 	startExec := w.cfg.PretimeoutExec != "" && !w.execBusy && w.execCtx.Err() == nil
@@ -429,6 +468,14 @@ func (w *Watchdog) Pretimeout() {
 		attrs = append(attrs, slog.String("since_last_pat", "never"))
 	}
 	w.log.Error("watchdog: BMC watchdog pretimeout: the watchdog was not patted in time", attrs...)
+	if doPanic {
+		if w.cfg.Panic == nil {
+			w.log.Error("watchdog: preop panic: no way to panic the host configured")
+		} else {
+			w.log.Error("watchdog: preop panic: panicking the host")
+			w.cfg.Panic()
+		}
+	}
 	if wake != nil {
 		wake()
 	}

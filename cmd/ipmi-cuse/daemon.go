@@ -114,12 +114,30 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 			Healthy:        func() bool { return engine.Stats().Healthy },
 			PretimeoutExec: o.watchdogExec,
 			Logger:         log,
+			StartNow:       o.watchdogParams.startNow,
+			PreOp:          o.watchdogParams.preOp,
+			Panic:          sysrqPanic(log),
+			PanicTimeout:   o.watchdogParams.panicTimeout,
+			GenericAPI:     o.watchdogParams.genericAPI,
 		})
 		if err != nil {
 			return fmt.Errorf("watchdog: %w", err)
 		}
 		defer wd.Close()
 		wdPtr.Store(wd)
+		// As ipmi_watchdog's registration: stop the timer the firmware may
+		// have left armed, or start it (start_now), before the device
+		// exists. Its answer is logged, not fatal, as in the kernel.
+		if err := wd.Register(ctx); err != nil {
+			log.Warn("watchdog: start-up Set Watchdog Timer failed", "err", err)
+		}
+		defer func() {
+			lctx, cancel := context.WithTimeout(context.Background(), o.kcsTxTimeout+time.Second)
+			defer cancel()
+			if err := wd.Leave(lctx); err != nil {
+				log.Warn("watchdog: re-arming with the panic timeout failed", "err", err)
+			}
+		}()
 		if o.watchdogDevice != "" {
 			servers = append(servers, cuse.New(cuse.Config{DevName: o.watchdogDevice, UID: -1, GID: -1, Logger: log}, wd))
 		}

@@ -73,6 +73,7 @@ type options struct {
 	watchdogPreAction  watchdog.PreAction
 	watchdogNoWayOut   bool
 	watchdogExec       string
+	watchdogParams     watchdogParams
 }
 
 // parseFlags reads the command line. It returns flag.ErrHelp for --help.
@@ -82,6 +83,7 @@ func parseFlags(args []string, out io.Writer) (o options, err error) {
 	fs.Usage = func() {
 		fmt.Fprint(out, usageText)
 		fs.PrintDefaults()
+		fmt.Fprint(out, watchdogUsage)
 	}
 	fs.StringVar(&o.bmc, "bmc", "kcs", "the BMC to serve: `kcs` (the hardware's KCS interface) or sim (an embedded simulated BMC)")
 	fs.UintVar(&o.kcsPort, "kcs-port", 0, "KCS data register I/O `port` (status/command at port+spacing); 0 finds it in SMBIOS type 38")
@@ -99,13 +101,18 @@ func parseFlags(args []string, out io.Writer) (o options, err error) {
 	fs.DurationVar(&o.probeInterval, "probe-interval", time.Second, "how often an unresponsive BMC is probed")
 	fs.BoolVar(&o.watchdog, "watchdog", false, "arm the BMC watchdog and pat it from the daemon (on the priority lane) while the daemon is healthy")
 	fs.StringVar(&o.watchdogDevice, "watchdog-device", "", "also serve a /dev/watchdog-compatible device with this `name` (e.g. watchdog) for watchdog daemons; excludes --watchdog")
-	fs.DurationVar(&o.watchdogTimeout, "watchdog-timeout", watchdog.DefaultTimeout, "BMC watchdog countdown")
-	fs.DurationVar(&o.watchdogPretimeout, "watchdog-pretimeout", 0, "how long before expiry the BMC raises the pre-timeout interrupt (0: none; whole seconds)")
+	o.watchdogTimeout = watchdog.DefaultTimeout
+	fs.Var(seconds{&o.watchdogTimeout}, "watchdog-timeout", "BMC watchdog countdown, seconds or a duration (ipmi_watchdog's timeout)")
+	fs.Var(seconds{&o.watchdogPretimeout}, "watchdog-pretimeout", "how long before expiry the BMC raises the pre-timeout interrupt (0: none; whole seconds) (ipmi_watchdog's pretimeout)")
 	action := fs.String("watchdog-action", "reset", "what the BMC does at expiry: `reset`, power-off, power-cycle or none")
 	preaction := fs.String("watchdog-preaction", "none", "pre-timeout interrupt: `none`, smi, nmi or msg-int (msg-int reaches the daemon, which logs it and runs --watchdog-pretimeout-exec)")
 	fs.BoolVar(&o.watchdogNoWayOut, "watchdog-nowayout", false, "never stop the BMC watchdog once started (not on shutdown, not on a magic close)")
 	fs.StringVar(&o.watchdogExec, "watchdog-pretimeout-exec", "", "shell `command` run on each watchdog pretimeout")
+	checkWatchdogParams := addWatchdogParamFlags(fs, &o.watchdogParams)
 	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if err := checkWatchdogParams(); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
