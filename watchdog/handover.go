@@ -41,8 +41,10 @@ type State struct {
 	BootStatus  int32 `json:"boot_status,omitempty"`
 	BootKnown   bool  `json:"boot_known,omitempty"`
 	// DataToRead: a pretimeout not read from /dev/watchdog yet.
-	DataToRead bool  `json:"data_to_read,omitempty"`
-	Stats      Stats `json:"stats"`
+	DataToRead bool `json:"data_to_read,omitempty"`
+	// Panicked: preop panic has been done (it is done once).
+	Panicked bool  `json:"panicked,omitempty"`
+	Stats    Stats `json:"stats"`
 }
 
 // ExportState returns the watchdog's state. Call it with the engine paused
@@ -50,9 +52,10 @@ type State struct {
 func (w *Watchdog) ExportState() State {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.exported = true // the next process pats: Leave must not re-arm
 	st := w.stats
 	st.Running = w.st.running
-	return State{Running: w.st.running, Action: w.st.action, PreAction: w.st.preAction, Timeout: w.st.timeout,
+	return State{Panicked: w.panicked, Running: w.st.running, Action: w.st.action, PreAction: w.st.preAction, Timeout: w.st.timeout,
 		Pretimeout: w.st.pretimeout, IPMI10: w.st.ipmi10, FileOpen: w.user == userFile, StartOnHeartbeat: w.startOnHB,
 		NeedSet: w.needSet, NeedReset: w.needHB, ExpectClose: w.expectClose, Pinged: w.pinged, BootStatus: w.bootStat,
 		BootKnown: w.bootKnown, DataToRead: w.dataToRead, Stats: st}
@@ -76,7 +79,7 @@ func (w *Watchdog) ImportState(s State) (cuse.File, error) {
 	w.st = timerSettings{running: s.Running, action: s.Action, preAction: s.PreAction, timeout: s.Timeout,
 		pretimeout: s.Pretimeout, ipmi10: s.IPMI10}
 	w.startOnHB, w.needSet, w.needHB, w.expectClose, w.pinged = s.StartOnHeartbeat, s.NeedSet, s.NeedReset, s.ExpectClose, s.Pinged
-	w.bootStat, w.bootKnown, w.dataToRead = s.BootStatus, s.BootKnown, s.DataToRead
+	w.bootStat, w.bootKnown, w.dataToRead, w.panicked = s.BootStatus, s.BootKnown, s.DataToRead, s.Panicked
 	w.stats = s.Stats
 	if !s.FileOpen {
 		return nil, nil

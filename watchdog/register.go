@@ -51,13 +51,15 @@ func (w *Watchdog) Register(ctx context.Context) error {
 // if the timer runs and PanicTimeout is set, Leave re-arms it with
 // PanicTimeout and no pretimeout (keeping the action), so the host has
 // that long to finish going down before the BMC acts. A stopped timer is
-// left alone. It returns the Set's error, if any.
+// left alone, and so is any timer after ExportState (a hand-over: the
+// next process pats it). It returns the Set's error, if any. Register
+// is not for that next process either.
 func (w *Watchdog) Leave(ctx context.Context) error {
 	w.opMu.Lock()
 	defer w.opMu.Unlock()
 	w.mu.Lock()
 	running := w.st.running
-	if !running || w.cfg.PanicTimeout == 0 {
+	if !running || w.cfg.PanicTimeout == 0 || w.exported {
 		w.mu.Unlock()
 		return nil
 	}

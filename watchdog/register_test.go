@@ -289,3 +289,17 @@ func TestParsePreOp(t *testing.T) {
 		}
 	}
 }
+
+// TestLeaveAfterExport: a hand-over's old process leaves the timer to the
+// next one.
+func TestLeaveAfterExport(t *testing.T) {
+	w, e, _ := newTest(t, func(c *Config) { c.PanicTimeout = DefaultPanicTimeout })
+	w.opMu.Lock()
+	_ = w.startLocked(context.Background())
+	w.opMu.Unlock()
+	e.reset()
+	_ = w.ExportState()
+	if err := w.Leave(context.Background()); err != nil || len(e.cmds()) != 0 {
+		t.Fatalf("Leave after ExportState: %v, sent % x", err, e.cmds())
+	}
+}

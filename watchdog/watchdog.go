@@ -212,6 +212,7 @@ type Watchdog struct {
 	pollWake   func()
 	execBusy   bool
 	panicked   bool // PreOpPanic has called Panic
+	exported   bool // ExportState ran: another process takes over
 	stats      Stats
 }
 
