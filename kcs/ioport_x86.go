@@ -42,3 +42,17 @@ func iopl3() error {
 	}
 	return nil
 }
+
+// OpenArchAccess returns in/out instruction access (memio.ArchPort) for
+// other port-I/O system interfaces (BT), and bind, which grants the calling
+// OS thread access (iopl). Like OpenArchPort it checks iopl once on a
+// locked thread; the user must call bind from the locked thread that makes
+// every access (see ThreadBinder).
+func OpenArchAccess() (rw memio.PortReadWriter, bind func() error, err error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := iopl3(); err != nil {
+		return nil, nil, err
+	}
+	return &memio.ArchPort{}, iopl3, nil
+}
