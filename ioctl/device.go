@@ -94,8 +94,14 @@ type Config struct {
 // request nobody answered in time (IPMB bridging) and what QEMU's external
 // BMC reports; anything else (BMC unresponsive, transport failure, engine
 // closed) gives 0xFF, what the kernel's KCS driver reports when it gives up
-// on a hosed interface.
+// on a hosed interface. An error that carries its own completion code (a
+// CompletionCode() uint8 method, such as the BT transport's "node busy")
+// gives that code first, as the kernel's interface drivers answer with it.
 func DefaultCompletionCode(err error) uint8 {
+	var c interface{ CompletionCode() uint8 }
+	if errors.As(err, &c) {
+		return c.CompletionCode()
+	}
 	var t interface{ Timeout() bool }
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) ||
 		(errors.As(err, &t) && t.Timeout()) {

@@ -1164,3 +1164,26 @@ func TestConcurrentClients(t *testing.T) {
 		t.Errorf("users = %d after all closed", n)
 	}
 }
+
+// ccErr is an error carrying its own completion code, as the BT transport's.
+type ccErr uint8
+
+func (e ccErr) Error() string         { return "carries a completion code" }
+func (e ccErr) CompletionCode() uint8 { return uint8(e) }
+func (e ccErr) Is(target error) bool  { return target == os.ErrDeadlineExceeded }
+
+func TestDefaultCompletionCode(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want uint8
+	}{
+		{os.ErrDeadlineExceeded, CCTimeout},
+		{context.DeadlineExceeded, CCTimeout},
+		{errors.New("hosed"), CCUnspecified},
+		{fmt.Errorf("wrapped: %w", ccErr(0xC0)), 0xC0}, // its own code wins over the timeout
+	} {
+		if got := DefaultCompletionCode(tc.err); got != tc.want {
+			t.Errorf("DefaultCompletionCode(%v) = %#x, want %#x", tc.err, got, tc.want)
+		}
+	}
+}
