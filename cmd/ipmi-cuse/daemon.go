@@ -12,7 +12,6 @@ import (
 
 	"github.com/ipmi-cuse/ipmi-cuse/cuse"
 	"github.com/ipmi-cuse/ipmi-cuse/ioctl"
-	"github.com/ipmi-cuse/ipmi-cuse/kcs"
 	"github.com/ipmi-cuse/ipmi-cuse/msghandler"
 	"github.com/ipmi-cuse/ipmi-cuse/sched"
 	"github.com/ipmi-cuse/ipmi-cuse/watchdog"
@@ -33,17 +32,12 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	if err := checkNoKernelDriver(o.device); err != nil {
 		return err
 	}
-	port, what, closePort, err := openBMC(o, log)
+	bmc, err := openBMC(o, log)
 	if err != nil {
 		return err
 	}
-	defer closePort()
-
-	host := kcs.New(port, kcs.Config{
-		WaitTimeout:        o.kcsWaitTimeout,
-		TransactionTimeout: o.kcsTxTimeout,
-		Logger:             log,
-	})
+	defer bmc.Close()
+	what := bmc.What
 	// The watchdog is created once the engine runs, but a pretimeout can
 	// be seen by the attention handler (on the engine goroutine) at any
 	// time: hand it over through an atomic pointer.
@@ -58,12 +52,15 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 			log.Error("BMC watchdog pretimeout: the BMC watchdog is armed by someone else and nobody patted it in time")
 		},
 	})
-	engine := sched.New(host, sched.Config{
+	ecfg := sched.Config{
 		ProbeInterval: o.probeInterval,
 		Logger:        log,
-		Attention:     msghandler.AttentionCheck(host),
 		OnAttention:   handler.HandleAttention,
-	})
+	}
+	if bmc.Attention != nil {
+		ecfg.Attention = msghandler.AttentionCheck(attentionFunc(bmc.Attention))
+	}
+	engine := sched.New(bmc.Transport, ecfg)
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), o.kcsTxTimeout+time.Second)
 		defer cancel()
@@ -190,14 +187,27 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	ks, es := host.Stats(), engine.Stats()
-	log.Info("ipmi-cuse stopped cleanly",
-		"kcs_transactions", ks.Transactions, "kcs_failures", ks.Failures, "kcs_recoveries", ks.Recoveries,
-		"kcs_status_reads", ks.StatusReads, "kcs_sleeps", ks.Sleeps, "kcs_sleep_time", ks.SleepTime,
-		"completed_normal", es.CompletedNormal, "completed_priority", es.CompletedPriority,
-		"expired_in_queue", es.Expired, "failed_fast", es.FailedFast, "probes", es.Probes)
+	es := engine.Stats()
+	args := []any{"completed_normal", es.CompletedNormal, "completed_priority", es.CompletedPriority,
+		"expired_in_queue", es.Expired, "failed_fast", es.FailedFast, "probes", es.Probes}
+	if h := bmc.KCS; h != nil {
+		ks := h.Stats()
+		args = append(args, "kcs_transactions", ks.Transactions, "kcs_failures", ks.Failures, "kcs_recoveries", ks.Recoveries,
+			"kcs_status_reads", ks.StatusReads, "kcs_sleeps", ks.Sleeps, "kcs_sleep_time", ks.SleepTime)
+	}
+	if h := bmc.BT; h != nil {
+		bs := h.Stats()
+		args = append(args, "bt_transactions", bs.Transactions, "bt_failures", bs.Failures, "bt_retries", bs.Retries,
+			"bt_stale", bs.Stale, "bt_busy_refused", bs.BusyRefused, "bt_sleeps", bs.Sleeps)
+	}
+	log.Info("ipmi-cuse stopped cleanly", args...)
 	return nil
 }
+
+// attentionFunc adapts a func to msghandler.AttentionCheck's argument.
+type attentionFunc func() (bool, error)
+
+func (f attentionFunc) Attention() (bool, error) { return f() }
 
 // waitReady waits until every server has been accepted by the kernel, or
 // ctx ends (a server failed or the daemon is stopping).

@@ -14,16 +14,18 @@ import (
 	"os"
 	"os/signal"
 	"os/user"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/ipmi-cuse/ipmi-cuse/bmcsim"
+	"github.com/ipmi-cuse/ipmi-cuse/bmcsim/btbmc"
 	"github.com/ipmi-cuse/ipmi-cuse/bmcsim/kcsbmc"
+	"github.com/ipmi-cuse/ipmi-cuse/bt"
 	"github.com/ipmi-cuse/ipmi-cuse/ioctl"
 	"github.com/ipmi-cuse/ipmi-cuse/kcs"
+	"github.com/ipmi-cuse/ipmi-cuse/sysif"
 	"github.com/ipmi-cuse/ipmi-cuse/watchdog"
 )
 
@@ -32,18 +34,21 @@ const usageText = `Usage: ipmi-cuse [flags]
 ipmi-cuse replaces the kernel's IPMI driver stack (ipmi_si, ipmi_msghandler,
 ipmi_devintf) in userspace. It serves /dev/ipmi0 through CUSE with the
 kernel's ioctl ABI, so ipmitool, freeipmi and other /dev/ipmi0 clients work
-unchanged, and drives the BMC's KCS interface itself. One engine owns the
+unchanged, and drives the BMC's system interface (KCS or BT over I/O ports)
+itself. One engine owns the
 hardware; watchdog requests (Set/Reset/Get Watchdog Timer) go ahead of
 application requests, and every wait on the BMC has a deadline.
 
-With no flags it finds the KCS interface in the firmware's SMBIOS tables
-(type 38) and serves /dev/ipmi0. It needs root (I/O ports and /dev/cuse),
+With no flags it finds the interface in the firmware's SMBIOS tables
+(type 38) and serves /dev/ipmi0; --interface picks a type, and --kcs-port
+or --bt-port give the address instead. It needs root (I/O ports and /dev/cuse),
 the cuse module (modprobe cuse), and the kernel's own IPMI driver unloaded
 (modprobe -r ipmi_si ipmi_devintf).
 
 Examples:
   ipmi-cuse                                   # autodetect, serve /dev/ipmi0
   ipmi-cuse --kcs-port 0xca2 --port-io devport
+  ipmi-cuse --bt-port 0xe4                    # a BT interface at 0xe4
   ipmi-cuse --bmc sim --device ipmi9          # a simulated BMC, for testing tools
 
 Flags:
@@ -65,6 +70,10 @@ type options struct {
 	kcsTxTimeout     time.Duration
 	probeInterval    time.Duration
 
+	iface     string // --interface: "" (any), kcs, bt or ssif
+	btPort    uint
+	btSpacing uint
+
 	watchdog           bool
 	watchdogDevice     string
 	watchdogTimeout    time.Duration
@@ -85,9 +94,12 @@ func parseFlags(args []string, out io.Writer) (o options, err error) {
 		fs.PrintDefaults()
 		fmt.Fprint(out, watchdogUsage)
 	}
-	fs.StringVar(&o.bmc, "bmc", "kcs", "the BMC to serve: `kcs` (the hardware's KCS interface) or sim (an embedded simulated BMC)")
+	fs.StringVar(&o.bmc, "bmc", "kcs", "the BMC to serve: `kcs` (the hardware's system interface, whatever its type; the name is kept for compatibility) or sim (an embedded simulated BMC behind a KCS or, with --interface bt, a BT interface)")
 	fs.UintVar(&o.kcsPort, "kcs-port", 0, "KCS data register I/O `port` (status/command at port+spacing); 0 finds it in SMBIOS type 38")
 	fs.UintVar(&o.kcsSpacing, "kcs-spacing", 1, "register `spacing` in bytes, used with --kcs-port")
+	fs.StringVar(&o.iface, "interface", "", "system interface `type` to serve: kcs, bt or ssif; empty takes the first SMBIOS type 38 describes (--kcs-port and --bt-port imply it)")
+	fs.UintVar(&o.btPort, "bt-port", 0, "BT control register I/O `port` (buffer at port+spacing, interrupt mask at port+2*spacing); 0 finds it in SMBIOS type 38")
+	fs.UintVar(&o.btSpacing, "bt-spacing", 1, "BT register `spacing` in bytes, used with --bt-port")
 	fs.StringVar(&o.portIO, "port-io", "ioport", "how to reach I/O ports: `ioport` (in/out instructions after iopl) or devport (/dev/port)")
 	fs.StringVar(&o.device, "device", "ipmi0", "device `name`: the node is /dev/NAME")
 	o.deviceMode = 0o600
@@ -137,6 +149,36 @@ func parseFlags(args []string, out io.Writer) (o options, err error) {
 	if o.kcsSpacing == 0 || o.kcsSpacing > 16 {
 		return o, fmt.Errorf("--kcs-spacing %d out of range (1 to 16)", o.kcsSpacing)
 	}
+	if o.btPort > 0xFFFF {
+		return o, fmt.Errorf("--bt-port %#x is not an I/O port (0 to 0xffff)", o.btPort)
+	}
+	if o.btSpacing == 0 || o.btSpacing > 16 {
+		return o, fmt.Errorf("--bt-spacing %d out of range (1 to 16)", o.btSpacing)
+	}
+	if o.iface != "" {
+		if _, err := sysif.ParseKind(o.iface); err != nil {
+			return o, fmt.Errorf("--interface: %w", err)
+		}
+	}
+	for _, f := range []struct {
+		set  bool
+		name string
+		kind sysif.Kind
+	}{{o.kcsPort != 0, "--kcs-port", sysif.KCS}, {o.btPort != 0, "--bt-port", sysif.BT}} {
+		if !f.set {
+			continue
+		}
+		if o.iface != "" && sysif.Kind(o.iface) != f.kind {
+			return o, fmt.Errorf("%s gives a %s interface, but --interface is %s", f.name, f.kind, o.iface)
+		}
+		o.iface = string(f.kind)
+	}
+	if o.kcsPort != 0 && o.btPort != 0 {
+		return o, errors.New("--kcs-port and --bt-port each name the interface to serve; give one")
+	}
+	if o.bmc == "sim" && o.iface == string(sysif.SSIF) {
+		return o, errors.New("--bmc sim serves a KCS or BT interface, not SSIF")
+	}
 	if o.device == "" || strings.ContainsAny(o.device, "/ \t\n\x00") {
 		return o, fmt.Errorf("--device %q is not a device name", o.device)
 	}
@@ -177,53 +219,51 @@ func main() {
 	}
 }
 
-// openBMC returns the KCS port to drive: the hardware's, or the embedded
-// simulated BMC's. what describes it for the start-up log line.
-func openBMC(o options, log *slog.Logger) (port kcs.Port, what string, closeFn func(), err error) {
+// openBMC opens the interface to serve: the hardware's (from flags or
+// SMBIOS type 38), or the embedded simulated BMC's.
+func openBMC(o options, log *slog.Logger) (*sysif.Opened, error) {
 	if o.bmc == "sim" {
-		sim := bmcsim.New(bmcsim.Config{Logger: log})
-		return kcsbmc.New(sim), "embedded simulated BMC", func() {}, nil
+		return openSim(o, log), nil
 	}
-	iface := kcsInterface{Base: uint16(o.kcsPort), Spacing: uint16(o.kcsSpacing), Source: "--kcs-port"}
-	if o.kcsPort == 0 {
-		iface, err = discoverKCS()
+	var iface sysif.Interface
+	switch {
+	case o.kcsPort != 0:
+		iface = sysif.Interface{Kind: sysif.KCS, Base: uint16(o.kcsPort), Spacing: uint16(o.kcsSpacing), Bus: -1, Source: "--kcs-port"}
+	case o.btPort != 0:
+		iface = sysif.Interface{Kind: sysif.BT, Base: uint16(o.btPort), Spacing: uint16(o.btSpacing), Bus: -1, Source: "--bt-port"}
+	default:
+		all, err := sysif.Discover()
 		if err != nil {
-			return nil, "", nil, fmt.Errorf("finding the KCS interface: %w", err)
+			return nil, fmt.Errorf("finding the BMC's interface: %w (--kcs-port or --bt-port give one)", err)
 		}
-	}
-	cfg := kcs.IOConfig{Base: iface.Base, Spacing: iface.Spacing}
-	var p *kcs.IOPort
-	if o.portIO == "devport" {
-		p, err = kcs.OpenDevPort(cfg)
-	} else {
-		p, err = kcs.OpenArchPort(cfg)
-		if errors.Is(err, syscall.EPERM) {
-			err = fmt.Errorf("%w (iopl needs root or CAP_SYS_RAWIO; --port-io devport uses /dev/port instead)", err)
+		found, err := sysif.Select(all, sysif.Kind(o.iface))
+		if err != nil {
+			return nil, fmt.Errorf("finding the BMC's interface: %w", err)
 		}
+		iface = found[0]
 	}
-	if err != nil {
-		return nil, "", nil, fmt.Errorf("opening KCS ports at %#x: %w", iface.Base, err)
+	return sysif.Open(iface, sysif.Options{
+		PortIO: o.portIO,
+		KCS:    kcs.Config{WaitTimeout: o.kcsWaitTimeout, TransactionTimeout: o.kcsTxTimeout},
+		BT:     bt.Config{TransactionTimeout: o.kcsTxTimeout},
+		Logger: log,
+	})
+}
+
+// openSim returns the embedded simulated BMC behind a KCS or BT interface.
+func openSim(o options, log *slog.Logger) *sysif.Opened {
+	sim := bmcsim.New(bmcsim.Config{Logger: log})
+	if o.iface == string(sysif.BT) {
+		host := bt.New(btbmc.New(sim, btbmc.Config{}), bt.Config{TransactionTimeout: o.kcsTxTimeout, Logger: log})
+		if _, err := host.Init(time.Now().Add(o.kcsTxTimeout)); err != nil {
+			log.Warn("simulated BT BMC: capabilities", "err", err)
+		}
+		return &sysif.Opened{Interface: sysif.Interface{Kind: sysif.BT}, Transport: host, Attention: host.Attention, BT: host,
+			What: "embedded simulated BMC (BT)"}
 	}
-	// The access right to I/O ports belongs to one OS thread (iopl): check
-	// the interface from a locked thread bound to the ports. The engine's
-	// goroutine binds its own thread later.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	if err := p.BindThread(); err != nil {
-		p.Close()
-		return nil, "", nil, err
-	}
-	status, err := p.ReadStatus()
-	if err != nil {
-		p.Close()
-		return nil, "", nil, fmt.Errorf("reading KCS status at %#x: %w", iface.Base+iface.Spacing, err)
-	}
-	if kcs.Status(status) == kcs.NoInterface {
-		p.Close()
-		return nil, "", nil, fmt.Errorf("no KCS interface answers at %#x (status reads 0xff; from %s)", iface.Base, iface.Source)
-	}
-	what = fmt.Sprintf("KCS at %#x spacing %d (%s, %s)", iface.Base, iface.Spacing, iface.Source, o.portIO)
-	return p, what, func() { p.Close() }, nil
+	host := kcs.New(kcsbmc.New(sim), kcs.Config{WaitTimeout: o.kcsWaitTimeout, TransactionTimeout: o.kcsTxTimeout, Logger: log})
+	return &sysif.Opened{Interface: sysif.Interface{Kind: sysif.KCS}, Transport: host, Attention: host.Attention, KCS: host,
+		What: "embedded simulated BMC"}
 }
 
 // checkNoKernelDriver refuses to start while the kernel's IPMI system

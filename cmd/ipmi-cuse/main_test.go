@@ -31,6 +31,27 @@ func TestParseFlags(t *testing.T) {
 				}
 			}},
 		{name: "bad bmc", args: []string{"--bmc", "bt"}, wantErr: true},
+		{name: "bt port implies bt", args: []string{"--bt-port", "0xe4", "--bt-spacing", "4"}, check: func(t *testing.T, o options) {
+			if o.iface != "bt" || o.btPort != 0xe4 || o.btSpacing != 4 {
+				t.Errorf("parsed = %+v", o)
+			}
+		}},
+		{name: "kcs port implies kcs", args: []string{"--kcs-port", "0xca2"}, check: func(t *testing.T, o options) {
+			if o.iface != "kcs" {
+				t.Errorf("parsed = %+v", o)
+			}
+		}},
+		{name: "interface ssif", args: []string{"--interface", "ssif"}, check: func(t *testing.T, o options) {
+			if o.iface != "ssif" {
+				t.Errorf("parsed = %+v", o)
+			}
+		}},
+		{name: "interface smic", args: []string{"--interface", "smic"}, wantErr: true},
+		{name: "interface unknown", args: []string{"--interface", "usb"}, wantErr: true},
+		{name: "bt port with interface kcs", args: []string{"--interface", "kcs", "--bt-port", "0xe4"}, wantErr: true},
+		{name: "kcs and bt ports", args: []string{"--kcs-port", "0xca2", "--bt-port", "0xe4"}, wantErr: true},
+		{name: "bt port too big", args: []string{"--bt-port", "0x10000"}, wantErr: true},
+		{name: "sim ssif", args: []string{"--bmc", "sim", "--interface", "ssif"}, wantErr: true},
 		{name: "bad port-io", args: []string{"--port-io", "mmio"}, wantErr: true},
 		{name: "port too big", args: []string{"--kcs-port", "0x10000"}, wantErr: true},
 		{name: "zero spacing", args: []string{"--kcs-spacing", "0"}, wantErr: true},
