@@ -89,10 +89,18 @@ func boot(t *testing.T, env *testbed.Env, kind bmcKind, mode testbed.Mode, daemo
 // bootWith is boot with extra guest binaries (guest path → host path).
 func bootWith(t *testing.T, env *testbed.Env, kind bmcKind, mode testbed.Mode, daemonPath string, cmds []testbed.Command, bins map[string]string) (out *testbed.Output) {
 	t.Helper()
+	return bootOn(t, env, kind, testbed.KCS, daemonArgs(kind), mode, daemonPath, cmds, bins)
+}
+
+// bootOn is bootWith on the given system interface, with the daemon's
+// flags given (nil: testbed.DefaultDaemonArgs).
+func bootOn(t *testing.T, env *testbed.Env, kind bmcKind, iface testbed.Interface, args []string, mode testbed.Mode, daemonPath string, cmds []testbed.Command, bins map[string]string) (out *testbed.Output) {
+	t.Helper()
 	dir := t.TempDir()
 	s := &testbed.Session{
 		Env: env, Commands: cmds, Daemon: daemonPath, Dir: dir, Timeout: bootTimeout, GuestBins: bins,
-		Script: testbed.ScriptOptions{Mode: mode, DaemonArgs: daemonArgs(kind)},
+		Script: testbed.ScriptOptions{Mode: mode, DaemonArgs: args},
+		BMC:    testbed.BMC{Interface: iface},
 	}
 	var sim *testbed.SimBMC
 	switch kind {
@@ -123,7 +131,7 @@ func bootWith(t *testing.T, env *testbed.Env, kind bmcKind, mode testbed.Mode, d
 	}
 	out, res, err := s.Run(context.Background())
 	if res != nil {
-		t.Logf("%s mode, %s: VM ran %v", mode, kind, res.Elapsed.Round(100*time.Millisecond))
+		t.Logf("%s mode, %s on %s: VM ran %v", mode, kind, iface, res.Elapsed.Round(100*time.Millisecond))
 	}
 	if err == nil && out.Setup != "ok" {
 		err = fmt.Errorf("guest setup failed: %s", out.Setup)

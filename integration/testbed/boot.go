@@ -18,6 +18,8 @@ type Session struct {
 	// (e.g. static Go test clients built with BuildStatic).
 	GuestBins map[string]string
 	BMC       BMC
+	// Extra are further BMCs with their own interfaces (see VM.Extra).
+	Extra []BMC
 	// Dir is a scratch directory for the initrd and the serial logs.
 	Dir     string
 	Timeout time.Duration
@@ -30,7 +32,11 @@ func (s *Session) Run(ctx context.Context) (*Output, *Result, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	script, err := Script(s.Commands, s.Script)
+	so := s.Script
+	if so.Interfaces == nil {
+		so.Interfaces = Interfaces(append([]BMC{s.BMC}, s.Extra...)...)
+	}
+	script, err := Script(s.Commands, so)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -53,7 +59,7 @@ func (s *Session) Run(ctx context.Context) (*Output, *Result, error) {
 	if err := ov.WriteInitrd(initrd, base); err != nil {
 		return nil, nil, err
 	}
-	vm := &VM{Env: s.Env, Initrd: initrd, BMC: s.BMC, Dir: s.Dir, Timeout: s.Timeout}
+	vm := &VM{Env: s.Env, Initrd: initrd, BMC: s.BMC, Extra: s.Extra, Dir: s.Dir, Timeout: s.Timeout}
 	res, err := vm.Run(ctx)
 	if err != nil {
 		if res != nil {

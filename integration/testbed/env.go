@@ -142,7 +142,7 @@ func (e *Env) Module(name string) (string, error) {
 	if p := filepath.Join(e.KernelDir, "ko", name+".ko"); fileExists(p) {
 		return p, nil
 	}
-	for _, sub := range []string{"drivers/char/ipmi", "fs/fuse"} {
+	for _, sub := range []string{"drivers/char/ipmi", "fs/fuse", "drivers/i2c", "drivers/i2c/busses"} {
 		p := filepath.Join(e.ModulesDir, sub, name+".ko")
 		if _, err := os.Stat(p); err == nil {
 			return p, nil

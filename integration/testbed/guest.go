@@ -51,6 +51,9 @@ type ScriptOptions struct {
 	DaemonArgs []string
 	// ReadyTimeout bounds the wait for /dev/ipmi0, in seconds (default 30).
 	ReadyTimeout int
+	// Interfaces are the guest's IPMI interfaces, which decide the kernel
+	// modules loaded (nil: KCS only).
+	Interfaces []Interface
 	// Files are guest files whose contents are reported after the commands
 	// (the daemon's log is always reported in shim mode).
 	Files []string
@@ -108,8 +111,8 @@ func Script(cmds []Command, o ScriptOptions) (string, error) {
 	files := append([]string(nil), o.Files...)
 	switch o.Mode {
 	case KernelMode:
-		for _, m := range []string{"ipmi_msghandler", "ipmi_devintf", "ipmi_si"} {
-			fmt.Fprintf(&b, "insmod /modules/%s.ko || echo \"@@@SETUP insmod %s failed\"\n", m, m)
+		for _, m := range kernelModules(o.Interfaces) {
+			insmod(&b, m)
 		}
 		fmt.Fprintf(&b, "if wait_dev %d; then echo '@@@SETUP ok'; else echo '@@@SETUP /dev/ipmi0 did not appear within %ds'; fi\n", ready, ready)
 	case ShimMode:
@@ -120,6 +123,9 @@ func Script(cmds []Command, o ScriptOptions) (string, error) {
 		// fuse is built into 6.12: its module is then absent.
 		b.WriteString("[ ! -e /modules/fuse.ko ] || insmod /modules/fuse.ko || echo \"@@@SETUP insmod fuse failed\"\n")
 		b.WriteString("insmod /modules/cuse.ko || echo \"@@@SETUP insmod cuse failed\"\n")
+		for _, m := range shimModules(o.Interfaces) {
+			insmod(&b, m)
+		}
 		fmt.Fprintf(&b, "[ -c /dev/cuse ] || echo '@@@SETUP /dev/cuse missing'\n")
 		fmt.Fprintf(&b, "%s >%s 2>&1 &\ndaemon=$!\n", shellJoin(append([]string{GuestDaemon}, args...)), GuestDaemonLog)
 		fmt.Fprintf(&b, "if wait_dev %d; then echo '@@@SETUP ok'; elif kill -0 $daemon 2>/dev/null; then echo '@@@SETUP /dev/ipmi0 did not appear within %ds'; else wait $daemon; echo \"@@@SETUP ipmi-cuse exited with $? before /dev/ipmi0 appeared\"; fi\n", ready, ready)
@@ -148,6 +154,15 @@ func Script(cmds []Command, o ScriptOptions) (string, error) {
 	}
 	b.WriteString("echo '@@@DONE'\n")
 	return b.String(), nil
+}
+
+// insmod loads a module in the guest script. The I2C modules may be built
+// into a kernel, and then have no file: those are skipped when absent.
+func insmod(b *strings.Builder, m string) {
+	if strings.HasPrefix(m, "i2c-") {
+		fmt.Fprintf(b, "[ ! -e /modules/%s.ko ] || ", m)
+	}
+	fmt.Fprintf(b, "insmod /modules/%s.ko || echo \"@@@SETUP insmod %s failed\"\n", m, m)
 }
 
 // Install adds /init, the script and mode-specific pieces to an overlay.

@@ -38,7 +38,10 @@ var optionalTools = []string{"/usr/sbin/dmidecode"}
 
 // Modules are the kernel modules put in the guest, in a load order that
 // satisfies their dependencies (there is no modules.dep in the guest).
-var Modules = []string{"ipmi_msghandler", "ipmi_devintf", "ipmi_si", "ipmi_watchdog", "fuse", "cuse"}
+var Modules = []string{"ipmi_msghandler", "ipmi_devintf", "ipmi_si", "ipmi_watchdog", "fuse", "cuse",
+	// SSIF: the PIIX4 SMBus adapter, its userspace access (i2c-dev) and the
+	// kernel's SSIF driver (the reference).
+	"i2c-smbus", "i2c-piix4", "i2c-dev", "ipmi_ssif"}
 
 // hostFiles are configuration files copied verbatim: freeipmi reads its
 // config under /etc/freeipmi and uses /var/lib/freeipmi/ipckey as the key of

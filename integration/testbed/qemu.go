@@ -23,6 +23,18 @@ type BMC struct {
 	Extern string
 	// FRUData, for the internal BMC, is a file with FRU device 0's contents.
 	FRUData string
+	// Interface is the system interface the guest reaches the BMC through
+	// (default KCS).
+	Interface Interface
+}
+
+// Interfaces lists the interfaces of the BMCs, in the order given.
+func Interfaces(bmcs ...BMC) []Interface {
+	out := make([]Interface, len(bmcs))
+	for i, b := range bmcs {
+		out[i] = b.Interface.orKCS()
+	}
+	return out
 }
 
 // VM describes one boot.
@@ -30,6 +42,9 @@ type VM struct {
 	Env    *Env
 	Initrd string
 	BMC    BMC
+	// Extra are further BMCs, each with its own interface (give two ISA
+	// interfaces of the same kind distinct ports: not supported here).
+	Extra []BMC
 	// Dir receives console.log (ttyS0: kernel messages) and guest.out (ttyS1:
 	// the guest script's output). It must exist.
 	Dir string
@@ -70,19 +85,36 @@ func (v *VM) Args() []string {
 	} else {
 		args = append(args, "-accel", "tcg")
 	}
-	if v.BMC.Extern != "" {
-		host, port, _ := splitHostPort(v.BMC.Extern)
+	for i, b := range append([]BMC{v.BMC}, v.Extra...) {
+		args = append(args, b.qemuArgs(i)...)
+	}
+	return args
+}
+
+// qemuArgs are the -chardev/-device arguments of the i-th BMC and its
+// interface. The first ISA interface keeps QEMU's default IRQ (5); later
+// ones get IRQ 7, so two ISA interfaces do not share one.
+func (b BMC) qemuArgs(i int) []string {
+	id := fmt.Sprintf("bmc%d", i)
+	var args []string
+	if b.Extern != "" {
+		host, port, _ := splitHostPort(b.Extern)
+		chr := fmt.Sprintf("ipmichr%d", i)
 		args = append(args,
-			"-chardev", fmt.Sprintf("socket,id=ipmichr,host=%s,port=%s,reconnect=1", host, port),
-			"-device", "ipmi-bmc-extern,id=bmc0,chardev=ipmichr")
+			"-chardev", fmt.Sprintf("socket,id=%s,host=%s,port=%s,reconnect=1", chr, host, port),
+			"-device", fmt.Sprintf("ipmi-bmc-extern,id=%s,chardev=%s", id, chr))
 	} else {
-		sim := "ipmi-bmc-sim,id=bmc0"
-		if v.BMC.FRUData != "" {
-			sim += ",frudatafile=" + v.BMC.FRUData + ",fruareasize=256"
+		sim := "ipmi-bmc-sim,id=" + id
+		if b.FRUData != "" {
+			sim += ",frudatafile=" + b.FRUData + ",fruareasize=256"
 		}
 		args = append(args, "-device", sim)
 	}
-	return append(args, "-device", "isa-ipmi-kcs,bmc=bmc0")
+	irq := 0
+	if i > 0 {
+		irq = 7
+	}
+	return append(args, "-device", b.Interface.qemuDevice(id, irq))
 }
 
 // Run boots the VM and waits until the guest powers off, the timeout passes

@@ -4,7 +4,7 @@
 // client does:
 //
 //	ipmiprobe uroot              u-root's pkg/ipmi client: Get Device ID, chassis, SEL, watchdog, raw
-//	ipmiprobe badinput           raw ioctls with bad pointers, lengths, addresses, floods, dying clients
+//	ipmiprobe badinput [-oversized-last]  raw ioctls with bad pointers, lengths, addresses, floods, dying clients
 //	ipmiprobe bench -n N -depth D  Get Device ID round trips, D outstanding at a time
 //	ipmiprobe micro -n N         the pieces of a round trip, timed separately
 //
@@ -36,7 +36,7 @@ func main() {
 	case "uroot":
 		err = runURoot()
 	case "badinput":
-		err = runBadInput()
+		err = runBadInput(os.Args[2:])
 	case "bench":
 		err = runBench(os.Args[2:])
 	case "micro":
