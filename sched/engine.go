@@ -243,6 +243,7 @@ type Engine struct {
 	attnBudget int       // transactions left in the current attention turn
 	attnPolled time.Time // last Attention call
 	attnTx     TxFunc
+	obs        observations // see observe.go
 	maxFree    int
 	ownerLimit int
 }
@@ -290,6 +291,7 @@ func New(t Transport, cfg Config) *Engine {
 	}
 	e.timer.Stop()
 	e.healthyA.Store(true)
+	e.obs.init()
 	e.idleTx = e.transact
 	e.attnTx = e.attentionTx
 	e.ownerLimit = cfg.MaxQueuePerOwner
@@ -306,6 +308,7 @@ func (e *Engine) Submit(r *Request) error {
 		return err
 	}
 	r.Err = nil
+	r.submitted = time.Now()
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
@@ -717,18 +720,21 @@ func (e *Engine) completeAll(out []*Request) {
 		case ErrClosed:
 			e.cClosed.Add(1)
 		}
-		e.complete(r)
+		e.complete(r, time.Time{})
 	}
 	clear(out)
 	e.scratch = out[:0]
 }
 
-func (e *Engine) complete(r *Request) {
+// complete counts and observes r and calls its Done; start is when it
+// reached the transport (zero if it never did).
+func (e *Engine) complete(r *Request, start time.Time) {
 	if r.Lane == LanePriority {
 		e.cPriority.Add(1)
 	} else {
 		e.cNormal.Add(1)
 	}
+	e.obs.observe(r, start, time.Now())
 	r.Done(r)
 }
 
@@ -736,12 +742,13 @@ func (e *Engine) complete(r *Request) {
 func (e *Engine) serve(r *Request) {
 	e.worked = true
 	e.cTransact.Add(1)
+	start := time.Now()
 	resp, err := e.transact(r.Msg, r.Resp[:0], r.Deadline)
 	r.Resp = resp
 	if err != nil {
 		r.Err = fmt.Errorf("sched: %s request netfn %#x cmd %#x: %w", r.Lane, r.Msg[0]>>2, r.Msg[1], err)
 	}
-	e.complete(r)
+	e.complete(r, start)
 }
 
 // probe sends Get Device ID to learn whether an unresponsive BMC is back.
@@ -759,6 +766,7 @@ func (e *Engine) transact(msg, resp []byte, deadline time.Time) ([]byte, error) 
 		if !e.healthy {
 			e.healthy = true
 			e.healthyA.Store(true)
+			e.obs.healthUp.Add(1)
 			e.log.Info("BMC responsive again",
 				"down_for", time.Since(e.downSince).Round(time.Millisecond),
 				"consecutive_timeouts", e.consec)
@@ -774,6 +782,7 @@ func (e *Engine) transact(msg, resp []byte, deadline time.Time) ([]byte, error) 
 			now := time.Now()
 			e.healthy = false
 			e.healthyA.Store(false)
+			e.obs.healthDown.Add(1)
 			e.downSince = now
 			e.nextProbe = now.Add(e.cfg.ProbeInterval)
 			e.log.Warn("BMC unresponsive; failing normal requests fast and probing",

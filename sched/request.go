@@ -45,4 +45,7 @@ type Request struct {
 	Err error
 	// Done is called exactly once when the request is complete.
 	Done func(*Request)
+
+	// submitted is when Submit queued it (for the queue-time histogram).
+	submitted time.Time
 }
