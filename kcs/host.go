@@ -97,11 +97,19 @@ type Stats struct {
 	Recoveries    uint64        // GET_STATUS/ABORT recovery sequences run
 	Retries       uint64        // request restarts after an error
 	Timeouts      uint64        // IBF/OBF waits that timed out
+	// WaitTimeoutsIBF and WaitTimeoutsOBF split Timeouts by the flag
+	// waited for (IBF clear: the BMC did not take a byte; OBF set: it did
+	// not answer).
+	WaitTimeoutsIBF, WaitTimeoutsOBF uint64
+	// FailuresByKind splits Failures by ClassifyFailure.
+	FailuresByKind [numFailureKinds]uint64
 }
 
 type counters struct {
 	transactions, failures, statusReads, dataReads, dataWrites, commandWrites atomic.Uint64
 	sleeps, sleepNanos, recoveries, retries, timeouts                         atomic.Uint64
+	timeoutsOBF                                                               atomic.Uint64
+	byKind                                                                    [numFailureKinds]atomic.Uint64
 }
 
 // Host is the host side of one KCS interface. It is not safe for
@@ -152,7 +160,7 @@ func (h *Host) Config() Config { return h.cfg }
 
 // Stats returns a snapshot of the counters.
 func (h *Host) Stats() Stats {
-	return Stats{
+	s := Stats{
 		Transactions:  h.c.transactions.Load(),
 		Failures:      h.c.failures.Load(),
 		StatusReads:   h.c.statusReads.Load(),
@@ -165,6 +173,12 @@ func (h *Host) Stats() Stats {
 		Retries:       h.c.retries.Load(),
 		Timeouts:      h.c.timeouts.Load(),
 	}
+	s.WaitTimeoutsOBF = h.c.timeoutsOBF.Load()
+	s.WaitTimeoutsIBF = s.Timeouts - s.WaitTimeoutsOBF
+	for i := range s.FailuresByKind {
+		s.FailuresByKind[i] = h.c.byKind[i].Load()
+	}
+	return s
 }
 
 // Attention reads the status register once and reports whether SMS_ATN is
@@ -205,16 +219,19 @@ func (h *Host) Transact(msg, resp []byte, deadline time.Time) ([]byte, error) {
 	h.c.transactions.Add(1)
 	resp = resp[:0]
 	if len(msg) < 2 {
-		h.c.failures.Add(1)
-		return resp, &OpError{Phase: PhaseRequest, Index: len(msg), Attempts: 0, Err: ErrRequestTooShort}
+		err := &OpError{Phase: PhaseRequest, Index: len(msg), Attempts: 0, Err: ErrRequestTooShort}
+		h.countFailure(err)
+		return resp, err
 	}
 	if len(msg) > MaxRequest {
-		h.c.failures.Add(1)
-		return resp, &OpError{Phase: PhaseRequest, Index: len(msg), Attempts: 0, Err: ErrRequestTooLong}
+		err := &OpError{Phase: PhaseRequest, Index: len(msg), Attempts: 0, Err: ErrRequestTooLong}
+		h.countFailure(err)
+		return resp, err
 	}
 	if err := h.bindThread(); err != nil {
-		h.c.failures.Add(1)
-		return resp, &OpError{Phase: PhaseStart, Index: -1, Err: err}
+		err := &OpError{Phase: PhaseStart, Index: -1, Err: err}
+		h.countFailure(err)
+		return resp, err
 	}
 	now := time.Now()
 	dl := now.Add(h.cfg.TransactionTimeout)
@@ -222,12 +239,13 @@ func (h *Host) Transact(msg, resp []byte, deadline time.Time) ([]byte, error) {
 		dl = deadline
 	}
 	if !now.Before(dl) {
-		h.c.failures.Add(1)
-		return resp, &OpError{Phase: PhaseStart, Index: -1, Err: &waitError{what: "the start (deadline already passed)", err: ErrTimeout}}
+		err := &OpError{Phase: PhaseStart, Index: -1, Err: &waitError{what: "the start (deadline already passed)", err: ErrTimeout}}
+		h.countFailure(err)
+		return resp, err
 	}
 	out, err := h.transact(msg, resp, dl)
 	if err != nil {
-		h.c.failures.Add(1)
+		h.countFailure(err)
 	}
 	return out, err
 }
@@ -562,6 +580,7 @@ func (h *Host) wait(dl time.Time, obf bool, st State) (Status, error) {
 			what := errWaitIBF
 			if obf {
 				what = errWaitOBF
+				h.c.timeoutsOBF.Add(1)
 			}
 			return s, &waitError{what: what, err: ErrTimeout}
 		}
@@ -579,4 +598,10 @@ func (h *Host) wait(dl time.Time, obf bool, st State) (Status, error) {
 			backoff = h.cfg.MaxSleep
 		}
 	}
+}
+
+// countFailure counts a failed Transact.
+func (h *Host) countFailure(err error) {
+	h.c.failures.Add(1)
+	h.c.byKind[ClassifyFailure(err)].Add(1)
 }
