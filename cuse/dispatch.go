@@ -68,6 +68,7 @@ func (s *Server) dispatch(msg []byte) {
 		return
 	}
 	hdr, _ := decode[fuse.InHeader](msg)
+	s.ops.count(hdr.Opcode)
 	if hdr.Unique == 0 {
 		// A reply with unique 0 would be read as a notification.
 		s.log.Warn("cuse: dropping request with unique 0", "op", opName(hdr.Opcode), "len", len(msg))

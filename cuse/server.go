@@ -121,6 +121,9 @@ type Server struct {
 	// pause is the hand-over in progress (Pause), nil while serving.
 	pmu   sync.Mutex
 	pause *pauseState
+
+	// ops counts requests by opcode (stats.go).
+	ops opCounters
 }
 
 // openFile is one entry of the file-handle table.

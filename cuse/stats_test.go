@@ -1,0 +1,35 @@
+package cuse
+
+import (
+	"testing"
+	"time"
+)
+
+// TestStatsCountRequests checks that every request read counts under its
+// opcode and that open files follow OPEN and RELEASE.
+func TestStatsCountRequests(t *testing.T) {
+	k := startKernel(t, Config{}, &testDevice{})
+	if st := k.srv.Stats(); st.OpenFiles != 0 || st.Requests["OPEN"] != 0 {
+		t.Fatalf("before any request: %+v", st)
+	}
+	fh1 := k.open(0)
+	fh2 := k.open(0)
+	if st := k.srv.Stats(); st.OpenFiles != 2 || st.Requests["OPEN"] != 2 {
+		t.Errorf("after two opens: %+v", st)
+	}
+	k.call(opRelease, releaseInBody(fh1))
+	// The reply to RELEASE may reach the kernel before the file leaves the
+	// table: wait for the count rather than assume an order.
+	deadline := time.Now().Add(waitLong)
+	for k.srv.Stats().OpenFiles != 1 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	st := k.srv.Stats()
+	if st.OpenFiles != 1 || st.Requests["RELEASE"] != 1 || st.Requests["OPEN"] != 2 {
+		t.Errorf("after one release: %+v", st)
+	}
+	if len(st.Requests) != 2 {
+		t.Errorf("opcodes counted: %v, want OPEN and RELEASE only (CUSE_INIT is not a served request)", st.Requests)
+	}
+	k.call(opRelease, releaseInBody(fh2))
+}
