@@ -6,7 +6,19 @@ GO ?= go
 STATICCHECK_VERSION ?= v0.8.2
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 
-.PHONY: test lint unit staticcheck provision vm demo bench-vm bench-watchdog
+.PHONY: test lint unit staticcheck provision vm demo bench-vm bench-watchdog build
+
+# The revision and version `ipmi-cuse --version` prints and the metrics'
+# build_info carries. They are stamped with -ldflags -X because Go's own VCS
+# stamping is off where GOFLAGS has -buildvcs=false and in git worktrees.
+REVISION ?= $(shell r=$$(git rev-parse HEAD 2>/dev/null) && { git diff --quiet HEAD -- 2>/dev/null && echo $$r || echo $$r-dirty; } || echo unknown)
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
+GO_LDFLAGS := -X github.com/ipmi-cuse/ipmi-cuse/internal/buildinfo.stampVersion=$(VERSION) \
+	-X github.com/ipmi-cuse/ipmi-cuse/internal/buildinfo.stampRevision=$(REVISION)
+
+# A static ipmi-cuse in the top folder, stamped with its revision.
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(GO_LDFLAGS)" -o ipmi-cuse ./cmd/ipmi-cuse
 
 test: lint unit vm
 
