@@ -152,6 +152,12 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 
 	serveCtx, stopServing := context.WithCancel(ctx)
 	defer stopServing()
+	names := []string{o.device, o.watchdogDevice}[:len(servers)]
+	waitMetrics, err := startMetrics(serveCtx, o.metricsAddress, engine, bmc.KCS, handler, wd, servers, names, log)
+	if err != nil {
+		return err
+	}
+	defer waitMetrics()
 	errs := make(chan error, len(servers))
 	var wg sync.WaitGroup
 	for _, srv := range servers {

@@ -23,6 +23,7 @@ import (
 	"github.com/ipmi-cuse/ipmi-cuse/bmcsim/btbmc"
 	"github.com/ipmi-cuse/ipmi-cuse/bmcsim/kcsbmc"
 	"github.com/ipmi-cuse/ipmi-cuse/bt"
+	"github.com/ipmi-cuse/ipmi-cuse/internal/buildinfo"
 	"github.com/ipmi-cuse/ipmi-cuse/ioctl"
 	"github.com/ipmi-cuse/ipmi-cuse/kcs"
 	"github.com/ipmi-cuse/ipmi-cuse/sysif"
@@ -83,6 +84,10 @@ type options struct {
 	watchdogNoWayOut   bool
 	watchdogExec       string
 	watchdogParams     watchdogParams
+
+	// Operations (issue 12).
+	version        bool
+	metricsAddress string
 }
 
 // parseFlags reads the command line. It returns flag.ErrHelp for --help.
@@ -121,6 +126,8 @@ func parseFlags(args []string, out io.Writer) (o options, err error) {
 	fs.BoolVar(&o.watchdogNoWayOut, "watchdog-nowayout", false, "never stop the BMC watchdog once started (not on shutdown, not on a magic close)")
 	fs.StringVar(&o.watchdogExec, "watchdog-pretimeout-exec", "", "shell `command` run on each watchdog pretimeout")
 	checkWatchdogParams := addWatchdogParamFlags(fs, &o.watchdogParams)
+	fs.BoolVar(&o.version, "version", false, "print the version and VCS revision, and exit")
+	fs.StringVar(&o.metricsAddress, "metrics-address", "", "serve Prometheus metrics at /metrics on `HOST:PORT` or unix:PATH (a Unix socket); empty: no listener")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -208,6 +215,10 @@ func main() {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "ipmi-cuse: %v\n", err)
 		os.Exit(2)
+	}
+	if opts.version {
+		fmt.Println(buildinfo.Read())
+		return
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: opts.logLevel}))
 	slog.SetDefault(log)
