@@ -14,7 +14,8 @@ import (
 // each kernel, installs ipmi-cuse with the repository's unit as a user
 // would, starts it with systemctl, and runs ipmitool mc info through it:
 // the unit's modprobe of cuse, its defaults file and its ExecStart= work
-// under a real service manager.
+// under a real service manager; --version works and the metrics turned on
+// in the defaults file are served.
 func TestSystemdUnit(t *testing.T) {
 	for _, k := range []testbed.Kernel{testbed.Kernel61, testbed.Kernel612} {
 		t.Run(string(k), func(t *testing.T) {
@@ -27,7 +28,7 @@ func TestSystemdUnit(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			files, err := testbed.ProjectUnit(root, daemonPath, []string{"--log-level=info"})
+			files, err := testbed.ProjectUnit(root, daemonPath, []string{"--log-level=info", "--metrics-address=127.0.0.1:9101"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -38,6 +39,8 @@ if wait_dev 30; then echo '@@@SETUP ok'; else echo '@@@SETUP /dev/ipmi0 did not 
 run pid1 10 cat /proc/1/comm
 run mc_info 60 ipmitool mc info
 run active 10 systemctl is-active ipmi-cuse
+run version 10 /usr/sbin/ipmi-cuse --version
+run metrics 30 wget -q -O - http://127.0.0.1:9101/metrics
 run modules 10 sh -c 'grep -o "^[a-z_]*" /proc/modules | sort'
 run stop 60 systemctl stop ipmi-cuse
 run gone 10 sh -c 'test ! -e /dev/ipmi0'
@@ -61,6 +64,20 @@ journal ipmi-cuse
 			}
 			if c := out.Command("mc_info"); c == nil || c.Exit != 0 || !bytes.Contains(c.Stdout, []byte("IPMI Version")) {
 				t.Errorf("ipmitool mc info through the unit: %+v", c)
+			}
+			if c := out.Command("version"); c == nil || c.Exit != 0 || !bytes.HasPrefix(c.Stdout, []byte("ipmi-cuse ")) {
+				t.Errorf("--version: %+v", c)
+			}
+			// The defaults file turned metrics on; mc info's requests and the
+			// daemon's start-up Get Device ID are counted.
+			if c := out.Command("metrics"); c == nil || c.Exit != 0 {
+				t.Errorf("scraping metrics: %+v", c)
+			} else {
+				for _, want := range []string{"ipmi_cuse_bmc_up 1\n", `ipmi_cuse_open_files{device="ipmi0"} 0` + "\n", "ipmi_cuse_kcs_transactions_total "} {
+					if !bytes.Contains(c.Stdout, []byte(want)) {
+						t.Errorf("metrics lack %q:\n%s", want, c.Stdout)
+					}
+				}
 			}
 			mods := string(out.Command("modules").Stdout)
 			if !strings.Contains(mods, "cuse\n") || strings.Contains(mods, "ipmi_si") {
