@@ -7,6 +7,7 @@
 //	ipmiprobe badinput [-oversized-last]  raw ioctls with bad pointers, lengths, addresses, floods, dying clients
 //	ipmiprobe bench -n N -depth D  Get Device ID round trips, D outstanding at a time
 //	ipmiprobe micro -n N         the pieces of a round trip, timed separately
+//	ipmiprobe wdioc              /dev/watchdog's answers to the generic watchdog ioctls
 //
 // Every line on stdout is "case: result" and is meant to be identical in
 // both modes; lines on stderr start with "info:" and carry what may differ
@@ -47,6 +48,8 @@ func main() {
 		err = runSlowBMC(os.Args[1], os.Args[2:])
 	case "msghandler":
 		err = runMsgHandler(os.Args[2:])
+	case "wdioc":
+		err = runWatchdogIoctls()
 	default:
 		err = fmt.Errorf("unknown subcommand %q", os.Args[1])
 	}
