@@ -196,7 +196,8 @@ func TestPretimeoutExec(t *testing.T) {
 			c.PretimeoutExec = `echo "n=$IPMI_CUSE_PRETIMEOUTS since=$IPMI_CUSE_SINCE_LAST_PAT_MS"`
 		})
 		w.Pretimeout()
-		eventually(t, "the command", func() bool { return w.Stats().ExecRuns == 1 })
+		// The counters are updated before the line is logged: wait for the line.
+		eventually(t, "the command's log line", func() bool { return len(logs.find("pretimeout command ran")) > 0 })
 		recs := logs.find("pretimeout command ran")
 		if len(recs) != 1 || recs[0].attrs["output"] != "n=1 since=-1\n" {
 			t.Fatalf("log %+v", recs)
@@ -205,7 +206,7 @@ func TestPretimeoutExec(t *testing.T) {
 	t.Run("failure", func(t *testing.T) {
 		w, _, logs := newTest(t, func(c *Config) { c.PretimeoutExec = "echo oops >&2; exit 3" })
 		w.Pretimeout()
-		eventually(t, "the command", func() bool { return w.Stats().ExecRuns == 1 })
+		eventually(t, "the command's log line", func() bool { return len(logs.find("pretimeout command failed")) > 0 })
 		recs := logs.find("pretimeout command failed")
 		if len(recs) != 1 || !strings.Contains(recs[0].attrs["output"], "oops") || w.Stats().ExecFailures != 1 {
 			t.Fatalf("log %+v stats %+v", recs, w.Stats())
@@ -222,7 +223,7 @@ func TestPretimeoutExec(t *testing.T) {
 		if w.Stats().ExecSkipped != 1 {
 			t.Fatalf("stats %+v, want the second pretimeout skipped", w.Stats())
 		}
-		eventually(t, "the kill", func() bool { return w.Stats().ExecRuns == 1 })
+		eventually(t, "the kill's log line", func() bool { return len(logs.find("pretimeout command failed")) > 0 })
 		if time.Since(start) > 9*time.Second {
 			t.Fatal("the command was not killed at its timeout")
 		}
