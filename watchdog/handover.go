@@ -76,6 +76,7 @@ func (w *Watchdog) ImportState(s State) (cuse.File, error) {
 	if w.user != userNone {
 		return nil, fmt.Errorf("%w: the watchdog is in use already", ErrState)
 	}
+	w.imported = true // Register must not stop or restart the timer now
 	w.st = timerSettings{running: s.Running, action: s.Action, preAction: s.PreAction, timeout: s.Timeout,
 		pretimeout: s.Pretimeout, ipmi10: s.IPMI10}
 	w.startOnHB, w.needSet, w.needHB, w.expectClose, w.pinged = s.StartOnHeartbeat, s.NeedSet, s.NeedReset, s.ExpectClose, s.Pinged

@@ -25,11 +25,19 @@ import (
 // the kernel.
 //
 // The kernel's driver ignores the answer; Register returns it so the
-// daemon can log it. Register is for a fresh start: a process that takes
-// over a running timer (an upgrade) must not call it.
+// daemon can log it. Register is for a fresh start: after ImportState (an
+// upgrade took over the timer) it does nothing, so the hand-over's state
+// must be imported before Register is called.
 func (w *Watchdog) Register(ctx context.Context) error {
 	w.opMu.Lock()
 	defer w.opMu.Unlock()
+	w.mu.Lock()
+	imported := w.imported
+	w.mu.Unlock()
+	if imported {
+		w.log.Info("watchdog: timer taken over from the previous process; not registering again")
+		return nil
+	}
 	if w.cfg.StartNow {
 		err := w.startLocked(ctx)
 		w.log.Info("watchdog: registered: timer started now (start_now)",

@@ -303,3 +303,18 @@ func TestLeaveAfterExport(t *testing.T) {
 		t.Fatalf("Leave after ExportState: %v, sent % x", err, e.cmds())
 	}
 }
+
+// TestRegisterAfterImport: the process an upgrade hands the timer to does
+// not stop or restart it.
+func TestRegisterAfterImport(t *testing.T) {
+	w, e, _ := newTest(t, func(c *Config) { c.StartNow = true })
+	if _, err := w.ImportState(State{Running: true, Action: ActionReset, Timeout: 10 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Register(context.Background()); err != nil || len(e.cmds()) != 0 {
+		t.Fatalf("Register after ImportState: %v, sent % x", err, e.cmds())
+	}
+	if !w.Stats().Running {
+		t.Fatal("the imported running timer is no longer running")
+	}
+}

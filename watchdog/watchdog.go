@@ -213,6 +213,7 @@ type Watchdog struct {
 	execBusy   bool
 	panicked   bool // PreOpPanic has called Panic
 	exported   bool // ExportState ran: another process takes over
+	imported   bool // ImportState ran: this process took over a timer
 	stats      Stats
 }
 
