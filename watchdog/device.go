@@ -25,14 +25,46 @@ const (
 
 var _ cuse.Device = (*Watchdog)(nil)
 
+// releaseGrace is how long an open that finds /dev/watchdog open waits
+// for that file's RELEASE to start. A close(2) of a CUSE file returns
+// before the daemon sees its RELEASE (FUSE sends it asynchronously), and
+// the daemon runs OPEN and RELEASE concurrently, so a watchdog daemon that
+// closes and reopens at once (a restart) would otherwise get EBUSY where
+// the kernel's synchronous release lets it in.
+const releaseGrace = 250 * time.Millisecond
+
 // Open opens /dev/watchdog (Watchdog is a cuse.Device). Only one opener
 // at a time: a second one, or any while Run drives the timer, gets EBUSY.
-// Open does not start the timer; the first heartbeat (write, KEEPALIVE)
-// or WDIOS_ENABLECARD does, as in ipmi_watchdog. A pretimeout that
-// happened before the open is forgotten.
-func (w *Watchdog) Open(_ context.Context, _ uint32) (cuse.File, syscall.Errno) {
+// An open that finds the file open waits for a release in progress (or
+// starting within releaseGrace) to finish. Open does not start the timer;
+// the first heartbeat (write, KEEPALIVE) or WDIOS_ENABLECARD does, as in
+// ipmi_watchdog. A pretimeout that happened before the open is forgotten.
+func (w *Watchdog) Open(ctx context.Context, _ uint32) (cuse.File, syscall.Errno) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	deadline := time.Now().Add(releaseGrace)
+	for w.user == userFile {
+		var timeout <-chan time.Time
+		if !w.releasing {
+			d := time.Until(deadline)
+			if d <= 0 {
+				return nil, syscall.EBUSY
+			}
+			t := time.NewTimer(d)
+			timeout = t.C
+			defer t.Stop()
+		}
+		ch := w.userCh
+		w.mu.Unlock()
+		select {
+		case <-ch:
+		case <-timeout:
+		case <-ctx.Done():
+			w.mu.Lock()
+			return nil, syscall.EINTR
+		}
+		w.mu.Lock()
+	}
 	if w.user != userNone {
 		return nil, syscall.EBUSY
 	}
@@ -124,6 +156,10 @@ func (f *file) Poll(wake func()) uint32 {
 // is free for another user afterwards.
 func (f *file) Release() {
 	w := f.w
+	w.mu.Lock()
+	w.releasing = true
+	w.notifyUserLocked()
+	w.mu.Unlock()
 	w.opMu.Lock()
 	w.mu.Lock()
 	expect := w.expectClose
@@ -146,8 +182,17 @@ func (f *file) Release() {
 	w.mu.Lock()
 	w.startOnHB = false
 	w.user = userNone
+	w.releasing = false
+	w.notifyUserLocked()
 	w.mu.Unlock()
 	w.opMu.Unlock()
+}
+
+// notifyUserLocked wakes opens waiting for the file's release. Called
+// with mu held.
+func (w *Watchdog) notifyUserLocked() {
+	close(w.userCh)
+	w.userCh = make(chan struct{})
 }
 
 // Ioctl runs one round of a WDIOC ioctl, asking the kernel for the int or

@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ipmi-cuse/ipmi-cuse/sched"
 )
 
 // TestRegisterSends pins the exact commands ipmi_watchdog's registration
@@ -317,4 +319,78 @@ func TestRegisterAfterImport(t *testing.T) {
 	if !w.Stats().Running {
 		t.Fatal("the imported running timer is no longer running")
 	}
+}
+
+// TestOpenWaitsForRelease: a CUSE close(2) returns before the daemon runs
+// the file's RELEASE, so a watchdog daemon's quick reopen must wait for
+// it, not fail with EBUSY as it would not under the kernel.
+func TestOpenWaitsForRelease(t *testing.T) {
+	ctx := context.Background()
+	t.Run("release in progress", func(t *testing.T) {
+		w, e, _ := newTest(t, nil)
+		f := open(t, w)
+		if _, errno := f.Write(ctx, []byte("V")); errno != 0 {
+			t.Fatal(errno)
+		}
+		inSet, unblock := make(chan struct{}), make(chan struct{})
+		e.mu.Lock()
+		e.onSubmit = func(r *sched.Request) {
+			if r.Msg[1] == CmdSetWatchdog {
+				close(inSet)
+				<-unblock
+			}
+		}
+		e.mu.Unlock()
+		go f.Release()
+		<-inSet // the release's stopping Set is at the BMC
+		done := make(chan syscall.Errno, 1)
+		go func() {
+			f2, errno := w.Open(ctx, 0)
+			if errno == 0 {
+				f2.Release()
+			}
+			done <- errno
+		}()
+		select {
+		case errno := <-done:
+			t.Fatalf("open returned %v while the release ran", errno)
+		case <-time.After(2 * releaseGrace):
+		}
+		e.mu.Lock()
+		e.onSubmit = nil
+		e.mu.Unlock()
+		close(unblock)
+		if errno := <-done; errno != 0 {
+			t.Fatalf("open after the release: %v", errno)
+		}
+	})
+	t.Run("release not started yet", func(t *testing.T) {
+		w, _, _ := newTest(t, nil)
+		f := open(t, w)
+		done := make(chan syscall.Errno, 1)
+		go func() {
+			f2, errno := w.Open(ctx, 0)
+			if errno == 0 {
+				f2.Release()
+			}
+			done <- errno
+		}()
+		f.Release() // the open may run before or after: either way it gets in
+		if errno := <-done; errno != 0 {
+			t.Fatalf("open racing the release: %v", errno)
+		}
+	})
+	t.Run("really busy", func(t *testing.T) {
+		w, _, _ := newTest(t, nil)
+		f := open(t, w)
+		defer f.Release()
+		if _, errno := w.Open(ctx, 0); errno != syscall.EBUSY {
+			t.Fatalf("second open: %v, want EBUSY", errno)
+		}
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		if _, errno := w.Open(cctx, 0); errno != syscall.EINTR {
+			t.Fatalf("interrupted open: %v, want EINTR", errno)
+		}
+	})
 }

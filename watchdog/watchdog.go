@@ -209,6 +209,8 @@ type Watchdog struct {
 	bootKnown  bool
 	dataToRead bool          // a pretimeout not yet read from /dev/watchdog
 	readCh     chan struct{} // closed and replaced at each pretimeout
+	userCh     chan struct{} // closed and replaced when a release starts or ends
+	releasing  bool          // the open file's Release runs
 	pollWake   func()
 	execBusy   bool
 	panicked   bool // PreOpPanic has called Panic
@@ -263,7 +265,7 @@ func New(cfg Config) (*Watchdog, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	w := &Watchdog{cfg: cfg, log: cfg.Logger, now: cfg.Now, readCh: make(chan struct{})}
+	w := &Watchdog{cfg: cfg, log: cfg.Logger, now: cfg.Now, readCh: make(chan struct{}), userCh: make(chan struct{})}
 	w.interval = cfg.PatInterval
 	if w.interval == 0 {
 		w.interval = max((cfg.Timeout-cfg.Pretimeout)/3, 10*time.Millisecond)
