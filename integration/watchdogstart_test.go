@@ -118,6 +118,7 @@ func moduleParamFlags(params []string) []string {
 // Guest-side helpers for the cases, defined once at the top of each
 // command's shell (busybox sh).
 const wdShellHelpers = `
+untilget() { i=0; until ipmitool raw 0x06 0x25 2>/dev/null | grep -q "^ $1"; do i=$((i+1)); [ $i -gt 200 ] && { echo "Get Watchdog Timer never started with $1"; return 1; }; sleep 0.1; done; }
 gone() { i=0; while pidof ipmi-cuse >/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; i=0; while [ -e /dev/ipmi0 -o -e /dev/watchdog ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; }
 waitc() { i=0; while [ ! -c "$1" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; [ -c "$1" ] || echo "$1 did not appear"; }
 `
@@ -159,12 +160,14 @@ func wdCommands(mode testbed.Mode, daemonArgs []string) ([]testbed.Command, []co
 		// After the start the timer is SMS/OS whatever the firmware left.
 		gets(p, "started", c.runsAfterStart, "SMS/OS", "SMS/OS")
 		if c.wdioc {
-			add(p+"_wdioc", probeGuestPath+" wdioc", `identity="IPMI"`, false)
+			// Its close's RELEASE reaches ipmi-cuse after close(2) returns
+			// (FUSE sends it asynchronously): wait for the stop it sends.
+			add(p+"_wdioc", probeGuestPath+" wdioc && untilget 04", `identity="IPMI"`, false)
 		}
 		if c.giveData {
 			// Start the timer with one write, then read: the pretimeout
 			// (2 s later) makes one byte 0 readable. Magic close after.
-			add(p+"_read", "exec 3<>/dev/watchdog; printf x >&3; dd bs=1 count=1 <&3 2>/dev/null | od -An -tx1; printf V >&3; exec 3>&-", " 00", false)
+			add(p+"_read", "exec 3<>/dev/watchdog; printf x >&3; dd bs=1 count=1 <&3 2>/dev/null | od -An -tx1; printf V >&3; exec 3>&-; untilget 04", " 00", false)
 			// The pretimeout also put a Watchdog 2 event in the event
 			// buffer; both drivers hold it for the next file that asks for
 			// events, which ipmitool does at open and reports as a stray
@@ -177,14 +180,19 @@ func wdCommands(mode testbed.Mode, daemonArgs []string) ([]testbed.Command, []co
 		add(p+"_pat", fmt.Sprintf("watchdog -F -T %d -t 1 /dev/watchdog >/tmp/wdpat.log 2>&1 </dev/null & echo $! >/tmp/wdpat.pid; sleep 2.5", c.patT), "", false)
 		gets(p, "patting", true, "Running", "Running")
 		if c.rawSet {
-			add(p+"_rawset", "ipmitool raw 0x06 0x24 0x03 0x01 0x00 0x00 0xb8 0x0b && sleep 2.5", "", false)
+			// The applet's next pat (a Reset) restarts the client's timer.
+			add(p+"_rawset", "ipmitool raw 0x06 0x24 0x03 0x01 0x00 0x00 0xb8 0x0b && untilget 43", "", false)
 			gets(p, "rawset", true, "OS Load (0x43)", "OS Load")
 		}
-		add(p+"_stop", "kill -TERM $(cat /tmp/wdpat.pid); i=0; while kill -0 $(cat /tmp/wdpat.pid) 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; sleep 0.5; cat /tmp/wdpat.log", "", false)
+		// After the applet exits, wait for the magic close's stop (its
+		// RELEASE reaches ipmi-cuse asynchronously); under nowayout the
+		// close pats instead, and the timer runs either way.
+		settle := "untilget 04"
 		want := "Stopped"
 		if c.runsAfterStop {
-			want = "Running"
+			settle, want = "sleep 0.5", "Running"
 		}
+		add(p+"_stop", "kill -TERM $(cat /tmp/wdpat.pid); i=0; while kill -0 $(cat /tmp/wdpat.pid) 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; "+settle+"; cat /tmp/wdpat.log", "", false)
 		gets(p, "stopped", c.runsAfterStop, want, want)
 	}
 	return cmds, entries
