@@ -72,7 +72,9 @@
 //     action none, so a pretimeout can be had without an expiry action.
 //
 // Either way a pretimeout from before the open is not reported, and no
-// SIGIO is sent (CUSE has no fasync).
+// SIGIO is sent (CUSE has no fasync). CUSE delivers a close's RELEASE after
+// close(2) returned, so Open waits for a release in progress (or one that
+// starts within 250 ms) before it answers EBUSY.
 //
 // As ipmi_watchdog (and unlike the generic API), open does not start the
 // timer: the first heartbeat (write or WDIOC_KEEPALIVE) or WDIOS_ENABLECARD
