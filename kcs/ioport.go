@@ -157,3 +157,20 @@ func OpenDevPort(cfg IOConfig) (*IOPort, error) {
 	}
 	return p, nil
 }
+
+// DevPortFromFile returns a Port at cfg's addresses on f, an open
+// /dev/port (for a process that inherited it: opening /dev/port needs
+// CAP_SYS_RAWIO, reading and writing an open one does not). The Port owns
+// f and closes it.
+func DevPortFromFile(f *os.File, cfg IOConfig) (*IOPort, error) {
+	return NewIOPort(&devPort{f: f}, cfg)
+}
+
+// DevPortFile returns the /dev/port file under p, or nil when p uses the
+// in/out instructions (or another PortReadWriter).
+func (p *IOPort) DevPortFile() *os.File {
+	if d, ok := p.rw.(*devPort); ok {
+		return d.f
+	}
+	return nil
+}
