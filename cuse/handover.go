@@ -269,3 +269,11 @@ func (s *Server) serveLoop(ctx context.Context, buf []byte) error {
 		}
 	}
 }
+
+// Channel returns the CUSE channel the server reads (nil before Serve), to
+// hand it to another process with Files. Do not read or close it.
+func (s *Server) Channel() *os.File {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	return s.ch
+}
