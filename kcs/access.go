@@ -19,6 +19,11 @@ func OpenDevPortAccess() (memio.PortReadWriter, error) {
 	return &devPort{f: f}, nil
 }
 
+// DevPortAccessFromFile is OpenDevPortAccess on an open /dev/port (one a
+// process inherited: reading and writing it needs no capability). The
+// accessor owns f and closes it.
+func DevPortAccessFromFile(f *os.File) memio.PortReadWriter { return &devPort{f: f} }
+
 // File returns /dev/port's open file, so a daemon can hand the descriptor
 // to a successor process.
 func (d *devPort) File() *os.File { return d.f }

@@ -166,11 +166,3 @@ func DevPortFromFile(f *os.File, cfg IOConfig) (*IOPort, error) {
 	return NewIOPort(&devPort{f: f}, cfg)
 }
 
-// DevPortFile returns the /dev/port file under p, or nil when p uses the
-// in/out instructions (or another PortReadWriter).
-func (p *IOPort) DevPortFile() *os.File {
-	if d, ok := p.rw.(*devPort); ok {
-		return d.f
-	}
-	return nil
-}

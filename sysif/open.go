@@ -19,6 +19,10 @@ type Options struct {
 	// PortIO is how KCS and BT registers are reached: "ioport" (in/out
 	// instructions after iopl) or "devport" (/dev/port).
 	PortIO string
+	// DevPort, with PortIO "devport", is an open /dev/port to use instead
+	// of opening it (a process that took over from another inherits it,
+	// and may lack the capability to open it).
+	DevPort *os.File
 	// KCS and BT configure the host state machines.
 	KCS kcs.Config
 	BT  bt.Config
@@ -82,9 +86,12 @@ func openKCS(i Interface, o Options) (*Opened, error) {
 	cfg := kcs.IOConfig{Base: i.Base, Spacing: i.Spacing}
 	var p *kcs.IOPort
 	var err error
-	if o.PortIO == "devport" {
+	switch {
+	case o.PortIO == "devport" && o.DevPort != nil:
+		p, err = kcs.DevPortFromFile(o.DevPort, cfg)
+	case o.PortIO == "devport":
 		p, err = kcs.OpenDevPort(cfg)
-	} else {
+	default:
 		p, err = kcs.OpenArchPort(cfg)
 		err = portIOHint(err)
 	}
@@ -125,6 +132,9 @@ func openBT(i Interface, o Options) (*Opened, error) {
 	var p *bt.IOPort
 	if o.PortIO == "devport" {
 		rw, err := kcs.OpenDevPortAccess()
+		if o.DevPort != nil {
+			rw, err = kcs.DevPortAccessFromFile(o.DevPort), nil
+		}
 		if err != nil {
 			return nil, fmt.Errorf("opening BT ports at %#x: %w", i.Base, err)
 		}

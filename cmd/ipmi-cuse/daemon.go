@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"github.com/ipmi-cuse/ipmi-cuse/cuse"
+	"github.com/ipmi-cuse/ipmi-cuse/handover"
 	"github.com/ipmi-cuse/ipmi-cuse/ioctl"
 	"github.com/ipmi-cuse/ipmi-cuse/msghandler"
 	"github.com/ipmi-cuse/ipmi-cuse/sched"
+	"github.com/ipmi-cuse/ipmi-cuse/state"
 	"github.com/ipmi-cuse/ipmi-cuse/watchdog"
 )
 
@@ -24,15 +26,29 @@ const startupOwner sched.Owner = 1
 // run serves the devices until ctx is cancelled, then shuts down in order:
 // the devices stop taking requests, the built-in watchdog stops the BMC
 // timer (unless --watchdog-nowayout), and the engine completes what is left.
-func run(ctx context.Context, o options, log *slog.Logger) error {
+func run(ctx context.Context, o options, log *slog.Logger) (err error) {
+	// Started by an upgrade: the previous process waits for our answer
+	// and serves on if we fail; tell it why.
+	tk, err := takeOver(log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			tk.refuse(err)
+		}
+	}()
 	gid, err := lookupGroup(o.deviceGroup)
 	if err != nil {
 		return err
 	}
-	if err := checkNoKernelDriver(o.device); err != nil {
-		return err
+	if tk == nil {
+		if err := checkNoKernelDriver(o.device); err != nil {
+			return err
+		}
 	}
-	bmc, err := openBMC(o, log)
+	devPort := tk.hardware(hwDevPort)
+	bmc, err := openBMC(o, log, devPort)
 	if err != nil {
 		return err
 	}
@@ -81,23 +97,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		RequestTimeout:           o.requestTimeout,
 		Bridge:                   handler,
 	})
-	// As ipmi_si and ipmi_msghandler do at registration: enable the event
-	// message buffer, clear a stale pretimeout flag, scan the channels.
-	// A failed step leaves that feature off (logged), not the device.
-	if err := handler.Start(ctx, engine.Submit, dev); err != nil {
-		log.Warn("message handler start-up incomplete: IPMB/LAN bridging or events may be unavailable", "err", err)
-	}
-	defer handler.Close()
-	servers := []*cuse.Server{cuse.New(cuse.Config{
-		DevName: o.device,
-		Mode:    os.FileMode(o.deviceMode),
-		UID:     -1,
-		GID:     gid,
-		Logger:  log,
-		// /dev/ipmi0's ioctls only queue requests and dequeue replies.
-		InlineIoctl: true,
-	}, dev)}
-
+	var up *upgrader // set once serving; SIGHUP upgrades through it
 	var wd *watchdog.Watchdog
 	if o.watchdog || o.watchdogDevice != "" {
 		wd, err = watchdog.New(watchdog.Config{
@@ -124,30 +124,67 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		wdPtr.Store(wd)
 		// As ipmi_watchdog's registration: stop the timer the firmware may
 		// have left armed, or start it (start_now), before the device
-		// exists. Its answer is logged, not fatal, as in the kernel.
-		if err := wd.Register(ctx); err != nil {
-			log.Warn("watchdog: start-up Set Watchdog Timer failed", "err", err)
+		// exists. Its answer is logged, not fatal, as in the kernel. Not
+		// when taking over from another process: the timer is the one it
+		// armed and handed over, and an upgrade never disarms it.
+		if tk == nil {
+			if err := wd.Register(ctx); err != nil {
+				log.Warn("watchdog: start-up Set Watchdog Timer failed", "err", err)
+			}
 		}
 		defer func() {
+			if up != nil && up.handedOver() {
+				return // the new process drives the timer now
+			}
 			lctx, cancel := context.WithTimeout(context.Background(), o.kcsTxTimeout+time.Second)
 			defer cancel()
 			if err := wd.Leave(lctx); err != nil {
 				log.Warn("watchdog: re-arming with the panic timeout failed", "err", err)
 			}
 		}()
-		if o.watchdogDevice != "" {
-			servers = append(servers, cuse.New(cuse.Config{DevName: o.watchdogDevice, UID: -1, GID: -1, Logger: log}, wd))
+	}
+	resumes, err := tk.restore(handover.Parts{IPMI: dev, Handler: handler, Submit: engine.Submit, Watchdog: wd})
+	if err != nil {
+		return err
+	}
+	if !tk.handlerResumed() {
+		// As ipmi_si and ipmi_msghandler do at registration: enable the
+		// event message buffer, clear a stale pretimeout flag, scan the
+		// channels. A failed step leaves that feature off (logged), not
+		// the device.
+		if err := handler.Start(ctx, engine.Submit, dev); err != nil {
+			log.Warn("message handler start-up incomplete: IPMB/LAN bridging or events may be unavailable", "err", err)
 		}
 	}
+	defer handler.Close()
+	devices := []handover.Device{{Name: o.device, Kind: state.KindIPMI, Server: cuse.New(cuse.Config{
+		DevName: o.device,
+		Mode:    os.FileMode(o.deviceMode),
+		UID:     -1,
+		GID:     gid,
+		Logger:  log,
+		// /dev/ipmi0's ioctls only queue requests and dequeue replies.
+		InlineIoctl: true,
+	}, dev)}}
+	if o.watchdogDevice != "" {
+		devices = append(devices, handover.Device{Name: o.watchdogDevice, Kind: state.KindWatchdog,
+			Server: cuse.New(cuse.Config{DevName: o.watchdogDevice, UID: -1, GID: -1, Logger: log}, wd)})
+	}
+	if err := tk.check(devices); err != nil {
+		return err
+	}
+	servers := make([]*cuse.Server, len(devices))
+	for i, d := range devices {
+		servers[i] = d.Server
+	}
 
-	// The built-in patter gets its own context: it must stop the BMC timer
-	// while the engine still runs, after the devices are gone.
-	wdCtx, stopWD := context.WithCancel(context.Background())
-	defer stopWD()
-	var wdDone chan error
+	// The built-in patter runs on its own: it must stop the BMC timer
+	// while the engine still runs, after the devices are gone, and an
+	// upgrade stops it without stopping the timer.
+	var patter *handover.Patter
 	if o.watchdog {
-		wdDone = make(chan error, 1)
-		go func() { wdDone <- wd.Run(wdCtx) }()
+		patter = handover.NewPatter(wd, log)
+		patter.Start()
 	}
 
 	serveCtx, stopServing := context.WithCancel(ctx)
@@ -160,20 +197,38 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	defer waitMetrics()
 	errs := make(chan error, len(servers))
 	var wg sync.WaitGroup
-	for _, srv := range servers {
+	for _, d := range devices {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := srv.Serve(serveCtx); err != nil {
-				errs <- fmt.Errorf("serving %s: %w", srv.DevPath(), err)
+			var err error
+			if ch, r, ok := tk.channel(d.Name, resumes); ok {
+				err = d.Server.ServeResumed(serveCtx, ch, r)
+			} else {
+				err = d.Server.Serve(serveCtx)
+			}
+			if err != nil {
+				errs <- fmt.Errorf("serving %s: %w", d.Server.DevPath(), err)
 				stopServing() // one device failing takes the daemon down
 			}
 		}()
 	}
+	hw := hardwareOf(bmc, devPort)
+	up = &upgrader{o: o, log: log, d: &handover.Daemon{Devices: devices, Engine: engine, IPMI: dev, Handler: handler,
+		Watchdog: wd, Patter: patter, Hardware: hw, Logger: log}}
+	defer up.listen(serveCtx)()
 	if waitReady(serveCtx, servers) {
+		if err := tk.ready(); err != nil {
+			log.Error("the previous process did not take our answer; stopping", "err", err)
+			stopServing()
+		}
 		paths := make([]string, len(servers))
 		for i, srv := range servers {
 			paths[i] = srv.DevPath()
+		}
+		if tk == nil {
+			// After an upgrade the previous process said READY=1 for us.
+			notify(log, "READY=1", fmt.Sprintf("STATUS=serving %v", paths))
 		}
 		log.Info("ipmi-cuse serving", "devices", paths, "bmc", what,
 			"bmc_ipmi_version", fmt.Sprintf("%d.%d", id.ipmiVersion>>4, id.ipmiVersion&0xF),
@@ -184,9 +239,14 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	close(errs)
 	err = errors.Join(collect(errs)...)
 
-	if wdDone != nil {
-		stopWD()
-		if werr := <-wdDone; werr != nil && !errors.Is(werr, context.Canceled) {
+	if up.handedOver() {
+		// The new process serves the devices, the hardware and the BMC
+		// timer: touch nothing more.
+		log.Info("ipmi-cuse handed over to the new process; exiting")
+		return nil
+	}
+	if patter != nil {
+		if werr := patter.Stop(context.Canceled); werr != nil {
 			log.Error("stopping the BMC watchdog", "err", werr)
 		}
 	}

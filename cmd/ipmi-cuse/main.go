@@ -27,6 +27,7 @@ import (
 	"github.com/ipmi-cuse/ipmi-cuse/ioctl"
 	"github.com/ipmi-cuse/ipmi-cuse/kcs"
 	"github.com/ipmi-cuse/ipmi-cuse/sysif"
+	"github.com/ipmi-cuse/ipmi-cuse/upgrade"
 	"github.com/ipmi-cuse/ipmi-cuse/watchdog"
 )
 
@@ -88,6 +89,8 @@ type options struct {
 	// Operations (issue 12).
 	version        bool
 	metricsAddress string
+
+	upgradeTimeout time.Duration
 }
 
 // parseFlags reads the command line. It returns flag.ErrHelp for --help.
@@ -128,6 +131,7 @@ func parseFlags(args []string, out io.Writer) (o options, err error) {
 	checkWatchdogParams := addWatchdogParamFlags(fs, &o.watchdogParams)
 	fs.BoolVar(&o.version, "version", false, "print the version and VCS revision, and exit")
 	fs.StringVar(&o.metricsAddress, "metrics-address", "", "serve Prometheus metrics at /metrics on `HOST:PORT` or unix:PATH (a Unix socket); empty: no listener")
+	fs.DurationVar(&o.upgradeTimeout, "upgrade-timeout", upgrade.DefaultTimeout, "on SIGHUP (systemctl reload) the binary on disk is started and handed the devices; if it does not say it serves within this `time`, this process serves on")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -201,7 +205,7 @@ func parseFlags(args []string, out io.Writer) (o options, err error) {
 	if o.watchdogDevice != "" && (o.watchdogDevice == o.device || strings.ContainsAny(o.watchdogDevice, "/ \t\n\x00")) {
 		return o, fmt.Errorf("--watchdog-device %q is not a usable device name", o.watchdogDevice)
 	}
-	if o.requestTimeout <= 0 || o.kcsWaitTimeout <= 0 || o.kcsTxTimeout <= 0 || o.probeInterval <= 0 {
+	if o.requestTimeout <= 0 || o.kcsWaitTimeout <= 0 || o.kcsTxTimeout <= 0 || o.probeInterval <= 0 || o.upgradeTimeout <= 0 {
 		return o, errors.New("timeouts and intervals must be positive")
 	}
 	return o, nil
@@ -232,7 +236,7 @@ func main() {
 
 // openBMC opens the interface to serve: the hardware's (from flags or
 // SMBIOS type 38), or the embedded simulated BMC's.
-func openBMC(o options, log *slog.Logger) (*sysif.Opened, error) {
+func openBMC(o options, log *slog.Logger, devPort *os.File) (*sysif.Opened, error) {
 	if o.bmc == "sim" {
 		return openSim(o, log), nil
 	}
@@ -254,10 +258,11 @@ func openBMC(o options, log *slog.Logger) (*sysif.Opened, error) {
 		iface = found[0]
 	}
 	return sysif.Open(iface, sysif.Options{
-		PortIO: o.portIO,
-		KCS:    kcs.Config{WaitTimeout: o.kcsWaitTimeout, TransactionTimeout: o.kcsTxTimeout},
-		BT:     bt.Config{TransactionTimeout: o.kcsTxTimeout},
-		Logger: log,
+		PortIO:  o.portIO,
+		DevPort: devPort,
+		KCS:     kcs.Config{WaitTimeout: o.kcsWaitTimeout, TransactionTimeout: o.kcsTxTimeout},
+		BT:      bt.Config{TransactionTimeout: o.kcsTxTimeout},
+		Logger:  log,
 	})
 }
 
