@@ -106,6 +106,9 @@ func (d *Daemon) Freeze(ctx context.Context) (*Frozen, error) {
 		d.Handler.Hold(true)
 	}
 	thaw := func() {
+		if d.Watchdog != nil {
+			d.Watchdog.KeepState()
+		}
 		if d.Handler != nil {
 			d.Handler.Hold(false)
 		}
@@ -178,6 +181,9 @@ func (d *Daemon) export() (*state.State, error) {
 func (f *Frozen) Thaw() {
 	d := f.d
 	d.Engine.Resume()
+	if d.Watchdog != nil {
+		d.Watchdog.KeepState()
+	}
 	if d.Handler != nil {
 		d.Handler.Hold(false)
 	}

@@ -88,3 +88,11 @@ func (w *Watchdog) ImportState(s State) (cuse.File, error) {
 	w.user = userFile
 	return &file{w: w}, nil
 }
+
+// KeepState undoes ExportState after a rollback: this process drives the
+// timer again (and re-arms it with the panic timeout when it stops).
+func (w *Watchdog) KeepState() {
+	w.mu.Lock()
+	w.exported = false
+	w.mu.Unlock()
+}
