@@ -165,4 +165,3 @@ func OpenDevPort(cfg IOConfig) (*IOPort, error) {
 func DevPortFromFile(f *os.File, cfg IOConfig) (*IOPort, error) {
 	return NewIOPort(&devPort{f: f}, cfg)
 }
-
