@@ -190,7 +190,7 @@ func run(ctx context.Context, o options, log *slog.Logger) (err error) {
 	serveCtx, stopServing := context.WithCancel(ctx)
 	defer stopServing()
 	names := []string{o.device, o.watchdogDevice}[:len(servers)]
-	waitMetrics, err := startMetrics(serveCtx, o.metricsAddress, engine, bmc.KCS, handler, wd, servers, names, log)
+	waitMetrics, metricsFile, err := startMetrics(serveCtx, o.metricsAddress, tk.hardware(hwMetrics), engine, bmc.KCS, handler, wd, servers, names, log)
 	if err != nil {
 		return err
 	}
@@ -214,6 +214,10 @@ func run(ctx context.Context, o options, log *slog.Logger) (err error) {
 		}()
 	}
 	hw := hardwareOf(bmc, devPort)
+	if metricsFile != nil {
+		// The next process serves metrics on the same socket.
+		hw = append(hw, handover.Hardware{Name: hwMetrics, File: metricsFile})
+	}
 	up = &upgrader{o: o, log: log, d: &handover.Daemon{Devices: devices, Engine: engine, IPMI: dev, Handler: handler,
 		Watchdog: wd, Patter: patter, Hardware: hw, Logger: log}}
 	defer up.listen(serveCtx)()

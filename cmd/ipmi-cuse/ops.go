@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"log/slog"
+	"net"
+	"os"
 
 	"github.com/ipmi-cuse/ipmi-cuse/cuse"
 	"github.com/ipmi-cuse/ipmi-cuse/internal/buildinfo"
@@ -17,10 +19,14 @@ import (
 // privilege drop) and serves the daemon's metrics on it until ctx ends;
 // the returned function waits for the server to stop. With no address it
 // does nothing.
-func startMetrics(ctx context.Context, addr string, engine *sched.Engine, host *kcs.Host, handler *msghandler.Handler,
-	wd *watchdog.Watchdog, servers []*cuse.Server, names []string, log *slog.Logger) (wait func(), err error) {
+//
+// inherited, if not nil, is the listening socket a previous process handed
+// over at an upgrade (it still listens on addr); the returned file is the
+// listener's, to hand over at the next one (nil without a listener).
+func startMetrics(ctx context.Context, addr string, inherited *os.File, engine *sched.Engine, host *kcs.Host, handler *msghandler.Handler,
+	wd *watchdog.Watchdog, servers []*cuse.Server, names []string, log *slog.Logger) (wait func(), lnFile *os.File, err error) {
 	if addr == "" {
-		return func() {}, nil
+		return func() {}, nil, nil
 	}
 	src := metrics.Sources{Engine: engine, Handler: handler, Devices: map[string]metrics.DeviceSource{}}
 	if host != nil {
@@ -32,9 +38,26 @@ func startMetrics(ctx context.Context, addr string, engine *sched.Engine, host *
 	for i, srv := range servers {
 		src.Devices[names[i]] = srv
 	}
-	ln, err := metrics.Listen(addr)
+	var ln net.Listener
+	if inherited != nil {
+		ln, err = net.FileListener(inherited)
+		inherited.Close() // FileListener made its own copy
+	} else {
+		ln, err = metrics.Listen(addr)
+	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	if ul, ok := ln.(*net.UnixListener); ok {
+		// The socket's path must outlive this process when the next one
+		// takes the listener over (Listen replaces a stale one at start).
+		ul.SetUnlinkOnClose(false)
+	}
+	if fl, ok := ln.(interface{ File() (*os.File, error) }); ok {
+		if lnFile, err = fl.File(); err != nil {
+			log.Warn("metrics listener cannot be handed over at an upgrade", "err", err)
+			lnFile = nil
+		}
 	}
 	reg := metrics.Registry(metrics.New(src), buildinfo.Read())
 	done := make(chan struct{})
@@ -45,5 +68,5 @@ func startMetrics(ctx context.Context, addr string, engine *sched.Engine, host *
 		}
 	}()
 	log.Info("serving metrics", "address", addr)
-	return func() { <-done }, nil
+	return func() { <-done }, lnFile, nil
 }

@@ -27,8 +27,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// hwDevPort names the /dev/port descriptor in a hand-over.
-const hwDevPort = "devport"
+// Names of descriptors in a hand-over besides the CUSE channels: /dev/port,
+// and the metrics listener (not hardware, but a socket the next process
+// cannot bind while this one holds it).
+const (
+	hwDevPort = "devport"
+	hwMetrics = "metrics"
+)
 
 // hardwareOf lists the interface's descriptors the next process needs,
 // named so it finds them: what the interface says it holds (/dev/port for
