@@ -277,3 +277,55 @@ func TestWatchdogStartup(t *testing.T) {
 		}
 	})
 }
+
+// TestWatchdogPreopPanic: with preop_panic the kernel's ipmi_watchdog
+// panics the host at the pretimeout ("Watchdog pre-timeout"); ipmi-cuse
+// crashes it through /proc/sysrq-trigger. One shim boot: a shell starts
+// the timer (timeout 10 s, pretimeout 8 s, pre_int) and waits; the
+// pretimeout must crash the guest kernel 2 s later, before the timeout,
+// which ends the VM (panic=-1, -no-reboot) without the script finishing.
+func TestWatchdogPreopPanic(t *testing.T) {
+	env := testEnv(t)
+	daemonPath, why := daemon(t)
+	if daemonPath == "" {
+		t.Skip(why)
+	}
+	sim, err := testbed.StartSimBMC(bmcsim.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := sim.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	args := append(daemonArgs(simBMC), "--watchdog-device=watchdog")
+	args = append(args, moduleParamFlags([]string{"timeout=10", "pretimeout=8", "preaction=pre_int", "preop=preop_panic"})...)
+	s := &testbed.Session{
+		Env: env, Dir: t.TempDir(), Timeout: bootTimeout, Daemon: daemonPath, BMC: testbed.BMC{Extern: sim.Addr},
+		Commands: []testbed.Command{{Name: "start_and_wait", Timeout: 60,
+			Args: []string{"sh", "-c", "exec 3>/dev/watchdog; printf x >&3; sleep 30"}}},
+		Script: testbed.ScriptOptions{Mode: testbed.ShimMode, DaemonArgs: args},
+	}
+	out, res, err := s.Run(context.Background())
+	if res == nil {
+		t.Fatalf("the VM did not run: %v", err)
+	}
+	t.Logf("VM ran %v", res.Elapsed)
+	st := sim.BMC.Stats()
+	switch {
+	case err == nil || (out != nil && out.Done):
+		t.Errorf("the guest ran its script to the end: no panic at the pretimeout")
+	case !strings.Contains(string(res.Console), "sysrq triggered crash"):
+		t.Errorf("the guest console shows no sysrq crash")
+	case st.PretimeoutsFired == 0:
+		t.Errorf("the BMC raised no pretimeout, yet the guest crashed")
+	case !strings.Contains(string(res.Guest), "@@@CMD start_and_wait"):
+		t.Errorf("the crash came before the command that starts the timer")
+	case !strings.Contains(string(res.Console), "Comm: ipmi-cuse"):
+		t.Errorf("the crash was not ipmi-cuse's doing")
+	}
+	if t.Failed() {
+		t.Logf("guest console:\n%s\nguest output:\n%s\nsimulated BMC:\n%s", res.Console, res.Guest, sim.Log())
+	}
+}

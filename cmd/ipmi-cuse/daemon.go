@@ -100,6 +100,11 @@ func run(ctx context.Context, o options, log *slog.Logger) (err error) {
 	var up *upgrader // set once serving; SIGHUP upgrades through it
 	var wd *watchdog.Watchdog
 	if o.watchdog || o.watchdogDevice != "" {
+		crash, closeSysrq, sysrqErr := openSysrqPanic(o.watchdogParams.preOp, log)
+		if sysrqErr != nil {
+			return sysrqErr
+		}
+		defer closeSysrq()
 		wd, err = watchdog.New(watchdog.Config{
 			Submit:         engine.Submit,
 			Timeout:        o.watchdogTimeout,
@@ -113,7 +118,7 @@ func run(ctx context.Context, o options, log *slog.Logger) (err error) {
 			Logger:         log,
 			StartNow:       o.watchdogParams.startNow,
 			PreOp:          o.watchdogParams.preOp,
-			Panic:          sysrqPanic(log),
+			Panic:          crash,
 			PanicTimeout:   o.watchdogParams.panicTimeout,
 			GenericAPI:     o.watchdogParams.genericAPI,
 		})

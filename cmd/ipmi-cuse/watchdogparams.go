@@ -119,13 +119,24 @@ func addWatchdogParamFlags(fs *flag.FlagSet, p *watchdogParams) func() error {
 	}
 }
 
-// sysrqPanic crashes the kernel, as ipmi_watchdog's preop_panic panics
-// it: writing 'c' to /proc/sysrq-trigger works for root whatever the
-// kernel.sysrq setting.
-func sysrqPanic(log *slog.Logger) func() {
-	return func() {
-		if err := os.WriteFile("/proc/sysrq-trigger", []byte("c"), 0); err != nil {
+// openSysrqPanic returns what preop panic calls: a write of 'c' to
+// /proc/sysrq-trigger, which crashes the kernel as ipmi_watchdog's
+// preop_panic panics it (root may write it whatever kernel.sysrq says).
+// With preop panic the file is opened now, so a missing file is found at
+// start and the descriptor outlives a later drop of privileges; otherwise
+// the function only logs that there is nothing to do.
+func openSysrqPanic(preOp watchdog.PreOp, log *slog.Logger) (func(), func(), error) {
+	if preOp != watchdog.PreOpPanic {
+		return func() { log.Error("watchdog: preop panic without /proc/sysrq-trigger") }, func() {}, nil
+	}
+	f, err := os.OpenFile("/proc/sysrq-trigger", os.O_WRONLY, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--watchdog-preop panic crashes the kernel through /proc/sysrq-trigger: %w", err)
+	}
+	crash := func() {
+		if _, err := f.Write([]byte("c")); err != nil {
 			log.Error("watchdog: preop panic: crashing the kernel through /proc/sysrq-trigger failed", "err", err)
 		}
 	}
+	return crash, func() { f.Close() }, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -64,4 +65,24 @@ func TestHelpListsModuleParams(t *testing.T) {
 			t.Errorf("--help does not map %s", param)
 		}
 	}
+}
+
+// TestOpenSysrqPanic: without preop panic nothing is opened; with it the
+// trigger file is opened at start (here it may be refused: not root, or no
+// /proc/sysrq-trigger), and a refusal is an error that names the flag.
+func TestOpenSysrqPanic(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	crash, closeFn, err := openSysrqPanic(watchdog.PreOpNone, log)
+	if err != nil || crash == nil || closeFn == nil {
+		t.Fatalf("preop none: %v", err)
+	}
+	closeFn()
+	_, closeFn, err = openSysrqPanic(watchdog.PreOpPanic, log)
+	if err != nil {
+		if !strings.Contains(err.Error(), "--watchdog-preop panic") {
+			t.Fatalf("error %q does not name the flag", err)
+		}
+		return
+	}
+	closeFn() // opened (root): never written here
 }
