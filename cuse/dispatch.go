@@ -439,6 +439,7 @@ func (s *Server) notifyPoll(kh uint64) {
 	h := fuse.OutHeader{Length: outHeaderSize + notifyPollWakeupOut, Status: notifyPoll, Unique: 0}
 	msg = encode(msg, &h)
 	msg = encode(msg, &w)
+	s.c.notifications.Add(1)
 	if err := s.write(msg); err != nil {
 		s.log.Debug("cuse: poll notification not delivered", "kh", kh, "err", err)
 	}
@@ -478,6 +479,7 @@ var errReplyUnknown = errors.New("kernel has no such request")
 // write sends one message in one write(2).
 func (s *Server) write(msg []byte) error {
 	for {
+		s.c.writes.Add(1) // before the write: whoever sees the reply sees it counted
 		n, err := s.ch.Write(msg)
 		switch {
 		case err == nil && n == len(msg):

@@ -106,6 +106,7 @@ type Server struct {
 	maxWrite uint32
 
 	ch *os.File
+	c  counters
 
 	mu       sync.Mutex
 	files    map[uint64]*openFile // fh → open file
@@ -313,6 +314,7 @@ func (s *Server) init(buf []byte) error {
 	var msg []byte
 	for {
 		n, err := s.ch.Read(buf)
+		s.c.reads.Add(1)
 		if err != nil {
 			if retryableRead(err) {
 				continue
@@ -441,6 +443,7 @@ func (s *Server) readLoop(buf []byte) error {
 	failures := 0
 	for {
 		n, err := s.ch.Read(buf)
+		s.c.reads.Add(1)
 		if err != nil {
 			switch {
 			case retryableRead(err):

@@ -3,6 +3,8 @@ package cuse
 import (
 	"testing"
 	"time"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
 // TestStatsCountRequests checks that every request read counts under its
@@ -32,4 +34,30 @@ func TestStatsCountRequests(t *testing.T) {
 		t.Errorf("opcodes counted: %v, want OPEN and RELEASE only (CUSE_INIT is not a served request)", st.Requests)
 	}
 	k.call(opRelease, releaseInBody(fh2))
+}
+
+// TestStatsChannel counts the channel's reads, writes and notifications
+// through the fake kernel: OPEN, two POLLs (one armed, then woken) and
+// RELEASE.
+func TestStatsChannel(t *testing.T) {
+	dev := &testDevice{}
+	k := startKernel(t, Config{}, dev)
+	fh := k.open(0)
+	f := dev.file(0)
+	k.call(opPoll, pollInBody(fh, 7, fuse.FUSE_POLL_SCHEDULE_NOTIFY, 0x41))
+	(<-f.wakes)()
+	select {
+	case <-k.notifies:
+	case <-time.After(waitLong):
+		t.Fatal("no poll notification")
+	}
+	k.call(opPoll, pollInBody(fh, 7, 0, 0x41))
+	<-f.wakes
+	k.call(opRelease, releaseInBody(fh))
+	st := k.srv.Stats()
+	// INIT, OPEN, POLL, POLL, RELEASE: five replies and one notification;
+	// four requests served, at least five reads.
+	if st.RequestsTotal() != 4 || st.Notifications != 1 || st.Writes != 6 || st.Reads < 5 {
+		t.Errorf("Stats = %+v, want 4 requests served, 6 writes (1 notification), at least 5 reads", st)
+	}
 }

@@ -275,6 +275,13 @@ func run(ctx context.Context, o options, log *slog.Logger) (err error) {
 		args = append(args, "bt_transactions", bs.Transactions, "bt_failures", bs.Failures, "bt_retries", bs.Retries,
 			"bt_stale", bs.Stale, "bt_busy_refused", bs.BusyRefused, "bt_sleeps", bs.Sleeps)
 	}
+	var cuseReqs, cuseNotifies uint64
+	for _, srv := range servers {
+		st := srv.Stats()
+		cuseReqs += st.RequestsTotal()
+		cuseNotifies += st.Notifications
+	}
+	args = append(args, "cuse_requests", cuseReqs, "cuse_notifies", cuseNotifies)
 	log.Info("ipmi-cuse stopped cleanly", args...)
 	return nil
 }
