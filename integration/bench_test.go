@@ -3,6 +3,7 @@ package integration
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -12,16 +13,23 @@ import (
 	"github.com/ipmi-cuse/ipmi-cuse/integration/testbed"
 )
 
-// benchDepths are the outstanding-request depths measured per mode.
+// benchDepths are the outstanding-request depths measured per server and
+// client.
 var benchDepths = []int{1, 8}
 
-// benchRe matches ipmiprobe bench's result line.
+// benchRe matches the bench line that ipmiprobe bench and the C client
+// ipmibench print.
 var benchRe = regexp.MustCompile(`bench depth=(\d+) n=(\d+) errors=(\d+) elapsed_ms=[0-9.]+ req_per_s=(\d+) p50_us=(\d+) p99_us=(\d+)`)
 
-// benchResult is one ipmiprobe bench line.
+// benchResult is one bench line, with the server's counters over the run
+// when benchsrv.sh measured them.
 type benchResult struct {
 	depth, n, errors   int
 	rate, p50us, p99us float64
+	server, client     string
+	total              int     // requests the counters cover (warm-up included)
+	syscr, syscw, ctx  float64 // the server's read/write syscalls and context switches
+	cuseReqs, notifies float64 // CUSE requests and poll notifications the server counted (-1: unknown)
 }
 
 func parseBench(out []byte) (benchResult, error) {
@@ -33,14 +41,131 @@ func parseBench(out []byte) (benchResult, error) {
 	return benchResult{depth: int(f(1)), n: int(f(2)), errors: int(f(3)), rate: f(4), p50us: f(5), p99us: f(6)}, nil
 }
 
-// TestBenchVM measures Get Device ID round trips through the kernel driver
-// and through ipmi-cuse on QEMU's internal BMC, one boot per mode in the
-// same run, sequential (depth 1) and pipelined (depth 8), and logs a
-// markdown table with the shim/kernel ratio. It runs only with
-// IPMI_CUSE_VM=1 and IPMI_CUSE_BENCH=1 (`make bench-vm`); IPMI_CUSE_BENCH_N
-// sets the measured requests per depth (default 1000). It fails only when
-// a run does not complete or has request errors: figures from a shared
-// 2-core machine under CPU emulation are reported, not asserted.
+// benchSrvRe matches benchsrv.sh's fields after a bench line.
+var benchSrvRe = regexp.MustCompile(`server=(\S+) client=(\S+) total=(\d+) syscr=(-?\d+) syscw=(-?\d+) ctxsw=(-?\d+)(.*)`)
+
+// parseBenchSrv parses every line benchsrv.sh printed.
+func parseBenchSrv(out []byte) ([]benchResult, error) {
+	var rs []benchResult
+	for _, l := range strings.Split(string(out), "\n") {
+		if !strings.HasPrefix(l, "bench ") {
+			continue
+		}
+		r, err := parseBench([]byte(l))
+		if err != nil {
+			return nil, err
+		}
+		m := benchSrvRe.FindStringSubmatch(l)
+		if m == nil {
+			return nil, fmt.Errorf("no server counters in %q", l)
+		}
+		num := func(s string) float64 { v, _ := strconv.ParseFloat(s, 64); return v }
+		r.server, r.client, r.total = m[1], m[2], int(num(m[3]))
+		r.syscr, r.syscw, r.ctx = num(m[4]), num(m[5]), num(m[6])
+		r.cuseReqs, r.notifies = -1, -1
+		for _, kv := range strings.Fields(m[7]) {
+			k, v, _ := strings.Cut(kv, "=")
+			switch k {
+			case "requests", "cuse_requests":
+				r.cuseReqs = num(v)
+			case "notifies", "cuse_notifies":
+				r.notifies = num(v)
+			}
+		}
+		rs = append(rs, r)
+	}
+	if len(rs) == 0 {
+		return nil, fmt.Errorf("no bench line in %q", out)
+	}
+	return rs, nil
+}
+
+// benchSrv is the guest script that measures one server: for the C and the
+// Go client at each depth it starts the server afresh (so its counters
+// cover one run), reads the server's /proc counters (read and write
+// system calls from io, context switches of all its threads), runs the
+// client, reads them again, stops the server with SIGTERM and picks the
+// CUSE request and notification counts from what the server printed on
+// the way out. kernel measures the kernel driver (no server process).
+const benchSrv = `#!/bin/sh
+server=$1 n=$2 warm=50
+case $server in
+kernel|kcs) dev=/dev/ipmi0 ;;
+ref) dev=/dev/ipmiref ;;
+sim) dev=/dev/ipmisim ;;
+*) echo "benchsrv: unknown server $server"; exit 2 ;;
+esac
+counters() {
+	[ -z "$pid" ] && { echo "0 0 0"; return; }
+	r=$(sed -n 's/^syscr: //p' /proc/$pid/io); w=$(sed -n 's/^syscw: //p' /proc/$pid/io); c=0
+	for v in $(cat /proc/$pid/task/*/status | sed -n 's/^.*ctxt_switches:[[:space:]]*//p'); do c=$((c+v)); done
+	echo "$r $w $c"
+}
+gone() { i=0; while [ -e $dev ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; }
+start() {
+	pid=
+	case $server in
+	kernel) return ;;
+	ref) /bin/refcuse ipmiref >/tmp/srv.log 2>&1 & pid=$! ;;
+	kcs) /bin/ipmi-cuse --log-level=info >/tmp/srv.log 2>&1 & pid=$! ;;
+	sim) /bin/ipmi-cuse --bmc sim --device ipmisim --log-level=info >/tmp/srv.log 2>&1 & pid=$! ;;
+	esac
+	i=0; while [ ! -c $dev ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+	[ -c $dev ] || { echo "benchsrv: $dev did not appear"; cat /tmp/srv.log; exit 1; }
+}
+stop() {
+	[ -z "$pid" ] && return
+	kill -TERM $pid; wait $pid; gone
+}
+if [ $server = kcs ]; then
+	# The testbed's daemon serves /dev/ipmi0 already: each run starts its own.
+	for p in $(pidof ipmi-cuse); do kill -TERM $p; done; gone
+fi
+for client in c go; do for depth in 1 8; do
+	start
+	set -- $(counters); r0=$1 w0=$2 c0=$3
+	if [ $client = c ]; then out=$(/bin/ipmibench -d $dev -n $n -depth $depth -warmup $warm)
+	else out=$(/bin/ipmiprobe bench -dev $dev -n $n -depth $depth -warmup $warm); fi
+	rc=$?
+	set -- $(counters); r1=$1 w1=$2 c1=$3
+	stop
+	extra=
+	[ -n "$pid" ] && extra=$(grep -o '\(requests\|notifies\)=[0-9]*' /tmp/srv.log | tr '\n' ' ')
+	echo "$out server=$server client=$client total=$((n+warm)) syscr=$((r1-r0)) syscw=$((w1-w0)) ctxsw=$((c1-c0)) $extra"
+	[ $rc = 0 ] || { echo "benchsrv: $client client failed on $server"; cat /tmp/srv.log; exit 1; }
+done; done
+`
+
+// buildC compiles a C source of the repository static for the guest with
+// the host's gcc, as integration/guest/cbench's header says.
+func buildC(t *testing.T, src, out string) {
+	t.Helper()
+	root, err := testbed.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := exec.LookPath("gcc"); err != nil {
+		t.Fatalf("the VM benchmark builds its C client and reference server with gcc (apt-get install gcc libc6-dev): %v", err)
+	}
+	cmd := exec.Command("gcc", "-O2", "-Wall", "-static", "-o", out, filepath.Join(root, src))
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("gcc %s: %v\n%s", src, err, b)
+	}
+}
+
+// TestBenchVM measures Get Device ID round trips on /dev/ipmi0-like devices
+// in the VM against QEMU's internal BMC, in two boots of one run: the
+// kernel driver; then, with only cuse loaded, the reference C CUSE server
+// (integration/guest/refcuse: canned reply, the fewest safe rounds, what
+// any CUSE /dev/ipmi0 must pay), ipmi-cuse --bmc sim (no hardware) and
+// ipmi-cuse on the emulated KCS. Each is driven by the C client and by the
+// Go client (ipmiprobe bench) at depth 1 and 8. It logs a markdown table
+// with the servers' system calls, context switches and CUSE requests per
+// round trip, and the headline ratio ipmi-cuse KCS p50 / reference p50.
+// It runs only with IPMI_CUSE_VM=1 and IPMI_CUSE_BENCH=1 (`make bench-vm`);
+// IPMI_CUSE_BENCH_N sets the measured requests per row (default 1000). It
+// fails only when a run does not complete or has request errors: figures
+// from a shared machine under CPU emulation are reported, not asserted.
 func TestBenchVM(t *testing.T) {
 	env := testEnv(t)
 	if os.Getenv("IPMI_CUSE_BENCH") != "1" {
@@ -55,70 +180,135 @@ func TestBenchVM(t *testing.T) {
 		n = v
 	}
 	bins := probeBins(t)
-	var cmds []testbed.Command
-	for _, d := range benchDepths {
-		cmds = append(cmds, testbed.Command{Name: fmt.Sprintf("bench_depth_%d", d), Timeout: 300,
-			Args: []string{probeGuestPath, "bench", "-n", strconv.Itoa(n), "-depth", strconv.Itoa(d)}})
+	dir := t.TempDir()
+	bins["/bin/ipmibench"] = filepath.Join(dir, "ipmibench")
+	buildC(t, "integration/guest/cbench/ipmibench.c", bins["/bin/ipmibench"])
+	bins["/bin/refcuse"] = filepath.Join(dir, "refcuse")
+	buildC(t, "integration/guest/refcuse/refcuse.c", bins["/bin/refcuse"])
+	bins["/bin/benchsrv.sh"] = filepath.Join(dir, "benchsrv.sh")
+	if err := os.WriteFile(bins["/bin/benchsrv.sh"], []byte(benchSrv), 0o755); err != nil {
+		t.Fatal(err)
 	}
-	cmds = append(cmds, testbed.Command{Name: "micro", Timeout: 300, Args: []string{probeGuestPath, "micro", "-n", "200"}})
-	results := map[testbed.Mode]map[int]benchResult{}
-	micro := map[testbed.Mode]map[string]string{}
-	for _, mode := range []testbed.Mode{testbed.KernelMode, testbed.ShimMode} {
+	srvCmd := func(server string) testbed.Command {
+		return testbed.Command{Name: "bench_" + server, Timeout: 900,
+			Args: []string{"/bin/sh", "/bin/benchsrv.sh", server, strconv.Itoa(n)}}
+	}
+	micro := testbed.Command{Name: "micro", Timeout: 300, Args: []string{probeGuestPath, "micro", "-n", "200"}}
+	boots := []struct {
+		mode    testbed.Mode
+		servers []string
+	}{
+		{testbed.KernelMode, []string{"kernel"}},
+		{testbed.ShimMode, []string{"ref", "sim", "kcs"}},
+	}
+	var all []benchResult
+	microOut := map[testbed.Mode]map[string]string{}
+	for _, b := range boots {
+		cmds := []testbed.Command{micro}
+		for _, s := range b.servers {
+			cmds = append(cmds, srvCmd(s))
+		}
 		dp := ""
-		if mode == testbed.ShimMode {
+		if b.mode == testbed.ShimMode {
 			dp = daemonPath
 		}
-		o := bootWith(t, env, qemuBMC, mode, dp, cmds, bins)
-		saveProbeOutput(t, string(mode)+"-bench", o)
-		if dir := os.Getenv("IPMI_CUSE_PROBE_OUT"); dir != "" && mode == testbed.ShimMode {
-			if err := os.WriteFile(filepath.Join(dir, "shim-bench-daemon.log"), o.Files[testbed.GuestDaemonLog], 0o644); err != nil {
-				t.Error(err)
-			}
-		}
-		micro[mode] = map[string]string{}
+		o := bootWith(t, env, qemuBMC, b.mode, dp, cmds, bins)
+		saveProbeOutput(t, string(b.mode)+"-bench", o)
+		microOut[b.mode] = map[string]string{}
 		if r := o.Command("micro"); r == nil || r.Exit != 0 {
-			t.Errorf("%s mode, micro: %+v", mode, r)
+			t.Errorf("%s mode, micro: %+v", b.mode, r)
 		} else {
 			for _, m := range microRe.FindAllSubmatch(r.Stdout, -1) {
-				micro[mode][string(m[1])] = string(m[2])
+				microOut[b.mode][string(m[1])] = string(m[2])
 			}
 		}
-		results[mode] = map[int]benchResult{}
-		for i, d := range benchDepths {
-			r := o.Command(cmds[i].Name)
+		for _, c := range cmds[1:] {
+			r := o.Command(c.Name)
 			if r == nil || r.Exit != 0 {
-				t.Fatalf("%s mode, depth %d: %+v", mode, d, r)
+				t.Fatalf("%s: %+v", c.Name, r)
 			}
-			br, err := parseBench(r.Stdout)
+			rs, err := parseBenchSrv(r.Stdout)
 			if err != nil {
-				t.Fatalf("%s mode, depth %d: %v", mode, d, err)
+				t.Fatalf("%s: %v", c.Name, err)
 			}
-			if br.errors > 0 {
-				t.Errorf("%s mode, depth %d: %d request errors", mode, d, br.errors)
+			for _, br := range rs {
+				if br.errors > 0 {
+					t.Errorf("%s, %s client, depth %d: %d request errors", br.server, br.client, br.depth, br.errors)
+				}
 			}
-			results[mode][d] = br
+			all = append(all, rs...)
 		}
+	}
+	t.Log(benchTable(all, n) + microTable(microOut))
+}
+
+// benchServers names the servers in table order.
+var benchServers = []struct{ key, name string }{
+	{"kernel", "kernel driver (ipmi_si + ipmi_devintf)"},
+	{"ref", "reference C CUSE server (canned reply)"},
+	{"sim", "ipmi-cuse --bmc sim"},
+	{"kcs", "ipmi-cuse, emulated KCS"},
+}
+
+// benchTable formats the results as markdown: one row per server, client
+// and depth, then the headline ratio.
+func benchTable(all []benchResult, n int) string {
+	find := func(server, client string, depth int) *benchResult {
+		for i := range all {
+			if r := &all[i]; r.server == server && r.client == client && r.depth == depth {
+				return r
+			}
+		}
+		return nil
+	}
+	per := func(v float64, r *benchResult) string {
+		if v < 0 || r.server == "kernel" {
+			return "–"
+		}
+		return fmt.Sprintf("%.1f", v/float64(r.total))
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nGet Device ID round trips, QEMU ipmi-bmc-sim + isa-ipmi-kcs, TCG, %d requests per row:\n\n", n)
-	b.WriteString("| mode | depth | req/s | p50 (µs) | p99 (µs) | shim/kernel req/s |\n|---|---|---|---|---|---|\n")
-	for _, d := range benchDepths {
-		k := results[testbed.KernelMode][d]
-		for _, mode := range []testbed.Mode{testbed.KernelMode, testbed.ShimMode} {
-			r := results[mode][d]
-			ratio := "1.00"
-			if mode == testbed.ShimMode && k.rate > 0 {
-				ratio = fmt.Sprintf("%.2f", r.rate/k.rate)
+	fmt.Fprintf(&b, "\nGet Device ID round trips, QEMU ipmi-bmc-sim + isa-ipmi-kcs, TCG, %d requests per row "+
+		"(the servers' counters per round trip include 50 warm-up requests):\n\n", n)
+	b.WriteString("| server | client | depth | req/s | p50 (µs) | p99 (µs) | req/s vs kernel | p50 vs reference | CUSE requests | reads | writes | notifies | context switches |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, client := range []string{"c", "go"} {
+		for _, d := range benchDepths {
+			for _, s := range benchServers {
+				r := find(s.key, client, d)
+				if r == nil {
+					continue
+				}
+				vsK, vsRef := "–", "–"
+				if k := find("kernel", client, d); k != nil && k.rate > 0 {
+					vsK = fmt.Sprintf("%.3f", r.rate/k.rate)
+				}
+				if ref := find("ref", client, d); ref != nil && ref.p50us > 0 && s.key != "kernel" {
+					vsRef = fmt.Sprintf("%.2f×", r.p50us/ref.p50us)
+				}
+				cname := map[string]string{"c": "C", "go": "Go"}[client]
+				fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %.0f | %.0f | %s | %s | %s | %s | %s | %s | %s |\n",
+					s.name, cname, d, r.rate, r.p50us, r.p99us, vsK, vsRef,
+					per(r.cuseReqs, r), per(r.syscr, r), per(r.syscw, r), per(r.notifies, r), per(r.ctx, r))
 			}
-			fmt.Fprintf(&b, "| %s | %d | %.0f | %.0f | %.0f | %s |\n", mode, d, r.rate, r.p50us, r.p99us, ratio)
 		}
 	}
+	if k, ref := find("kcs", "c", 1), find("ref", "c", 1); k != nil && ref != nil && ref.p50us > 0 {
+		fmt.Fprintf(&b, "\nHeadline: ipmi-cuse on the emulated KCS, C client, depth 1: p50 %.0f µs = %.2f× the reference server's %.0f µs (goal 1.3×).\n",
+			k.p50us, k.p50us/ref.p50us, ref.p50us)
+	}
+	return b.String()
+}
+
+// microTable formats ipmiprobe micro's pieces, kernel against ipmi-cuse.
+func microTable(micro map[testbed.Mode]map[string]string) string {
+	var b strings.Builder
 	b.WriteString("\nThe pieces of a round trip (ipmiprobe micro, 200 calls each, average µs per call):\n\n")
 	b.WriteString("| piece | kernel (µs) | shim (µs) |\n|---|---|---|\n")
 	for _, p := range microPieces {
 		fmt.Fprintf(&b, "| %s | %s | %s |\n", p, micro[testbed.KernelMode][p], micro[testbed.ShimMode][p])
 	}
-	t.Log(b.String())
+	return b.String()
 }
 
 // microRe matches ipmiprobe micro's lines; microPieces is their order.

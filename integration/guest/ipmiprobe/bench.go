@@ -23,6 +23,7 @@ func runBench(args []string) error {
 	n := fs.Int("n", 1000, "measured requests")
 	depth := fs.Int("depth", 1, "requests outstanding at a time")
 	warmup := fs.Int("warmup", 50, "unmeasured requests first")
+	fs.StringVar(&devPath, "dev", devPath, "device to measure")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -25,7 +25,8 @@ import (
 	"github.com/ipmi-cuse/ipmi-cuse/ioctl"
 )
 
-const devPath = "/dev/ipmi0"
+// devPath is the device every subcommand opens; bench's -dev changes it.
+var devPath = "/dev/ipmi0"
 
 func main() {
 	if len(os.Args) < 2 {
