@@ -496,22 +496,22 @@ func TestClose(t *testing.T) {
 // TestIdleHook: Idle runs on the engine goroutine after a burst, and its
 // transactions reach the transport between requests, never concurrently.
 func TestIdleHook(t *testing.T) {
-	ft := &fakeTransport{}
 	idle := make(chan []byte, 10)
-	e := sched.New(ft, sched.Config{Logger: quietLogger(), Idle: func(tx sched.TxFunc) {
+	// The burst is queued behind a held transaction, so it is one burst
+	// however the test's goroutine is scheduled.
+	g, _, e, rc := heldEngine(t, sched.Config{Logger: quietLogger(), Idle: func(tx sched.TxFunc) {
 		resp, err := tx([]byte{0x06 << 2, 0x31}, nil, time.Now().Add(time.Second)) // Get Message Flags
 		if err != nil {
 			t.Errorf("idle tx: %v", err)
 		}
 		idle <- resp
-	}})
-	defer e.Close()
-	rc := newRecorder()
+	}}, 1)
 	for i := range 5 {
-		if err := rc.submit(e, rc.request(1, sched.LaneNormal, i, far())); err != nil {
+		if err := rc.submit(e, rc.request(1, sched.LaneNormal, i+1, far())); err != nil {
 			t.Fatal(err)
 		}
 	}
+	close(g.release)
 	if !rc.waitAll(waitLong) {
 		t.Fatal("requests did not complete")
 	}
