@@ -30,20 +30,20 @@ import (
 // time).
 const (
 	scSlowLatency = 150 * time.Millisecond // BMC processing time per message while slow
-	scWaitTimeout = 400 * time.Millisecond // kcs: one IBF/OBF wait
-	scTxTimeout   = 600 * time.Millisecond // kcs: one whole transaction
-	scSlowFor     = 4 * time.Second        // slow phase before the silence
-	scSilentFor   = 3 * time.Second        // BMC answers nothing
+	scWaitTimeout = 600 * time.Millisecond // kcs: one IBF/OBF wait, four times the slow latency
+	scTxTimeout   = 900 * time.Millisecond // kcs: one whole transaction
+	scSlowFor     = 8 * time.Second        // slow phase before the silence: as long as the pretimeout window, so a FIFO fires it
+	scSilentFor   = 4 * time.Second        // BMC answers nothing: three timeouts fit
 	scAfter       = 2500 * time.Millisecond
 	scPatEvery    = 500 * time.Millisecond
 	scPatDeadline = 10 * time.Second // only a stall reaches it: a pat waits two transactions
 	scProbeEvery  = 250 * time.Millisecond
 
-	// Watchdog: 8.0 s countdown, pretimeout 2 s before expiry, so the
-	// pretimeout fires 6 s after the last pat: longer than the silence
-	// plus a pat interval and a transaction, far shorter than a FIFO
-	// backlog of slow requests.
-	scWDCountdown = 80 // 100 ms units
+	// Watchdog: 10.0 s countdown, pretimeout 2 s before expiry, so the
+	// pretimeout fires 8 s after the last pat: longer than the silence
+	// plus a pat interval and a transaction, shorter than the slow phase,
+	// in which a FIFO keeps every pat behind the backlog.
+	scWDCountdown = 100 // 100 ms units
 	scWDPreSecs   = 2
 
 	scClients      = 8
@@ -205,12 +205,17 @@ func runScenario(t *testing.T, singleFIFO bool) *scenarioResult {
 	// queue their backlog; half of them give up after scShortExpiry.
 	start := time.Now()
 	port.SetMessageLatency(scSlowLatency)
-	for c := range scClients {
-		expiry := scLongExpiry
-		if c%2 == 0 {
-			expiry = scShortExpiry
-		}
-		for range scFirstWave {
+	// Submitted round-robin, so that a single FIFO also alternates short
+	// and long deadlines: a run of short-deadline requests each cut off by
+	// its own deadline would count as consecutive timeouts and mark the
+	// BMC unresponsive in the slow phase, which would drain the FIFO's
+	// backlog and hide the starvation the FIFO test must show.
+	for range scFirstWave {
+		for c := range scClients {
+			expiry := scLongExpiry
+			if c%2 == 0 {
+				expiry = scShortExpiry
+			}
 			submit(sched.Owner(c+1), 1, expiry)
 		}
 	}
