@@ -54,6 +54,13 @@ type Config struct {
 	// limit), else with ENODEV, the kernel's answer when the interface is
 	// going away. Required.
 	Submit func(*sched.Request) error
+	// Inline, if set, is tried before Submit for a system-interface
+	// request (sched.Engine.ServeInline): it serves the request on the
+	// calling goroutine, the CUSE reader's with cuse.Config.InlineIoctl,
+	// when the engine is idle, and returns true with Done already called;
+	// the reply is then queued before the SEND ioctl is answered, so the
+	// client's first poll finds it. False means Submit as usual.
+	Inline func(*sched.Request) bool
 	// Logger receives warnings (a BMC reply that does not match its
 	// request, a refused submit). Nil discards them.
 	Logger *slog.Logger

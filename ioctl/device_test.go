@@ -1187,3 +1187,36 @@ func TestDefaultCompletionCode(t *testing.T) {
 		}
 	}
 }
+
+// TestInline: a system-interface request goes to Config.Inline first; when
+// it serves the request, the reply is queued before SEND returns and Submit
+// is not called; when it refuses, Submit is.
+func TestInline(t *testing.T) {
+	for _, serve := range []bool{true, false} {
+		t.Run(map[bool]string{true: "served", false: "refused"}[serve], func(t *testing.T) {
+			var tried int
+			e := newEnv(t, Config{Inline: func(r *sched.Request) bool {
+				tried++
+				if serve {
+					okReply(r)
+					r.Done(r)
+				}
+				return serve
+			}})
+			e.eng.sync = false
+			f := e.open()
+			if errno := e.send(f, sysAddr(0), 7, 6, 1, nil); errno != 0 {
+				t.Fatal(errno)
+			}
+			ready := f.Poll(nil) == pollIn|pollRdNorm
+			if tried != 1 || ready != serve || (e.eng.count() == 1) == serve {
+				t.Fatalf("Inline tried %d times, readable after SEND %v, submitted %d; want 1, %v, %d",
+					tried, ready, e.eng.count(), serve, map[bool]int{true: 0, false: 1}[serve])
+			}
+			e.eng.completeAll()
+			if got := e.recv(f, true, 40, 10); got.errno != 0 || got.recv.MsgID != 7 {
+				t.Fatalf("receive: %v msgid %d", got.errno, got.recv.MsgID)
+			}
+		})
+	}
+}

@@ -477,6 +477,9 @@ func (f *File) submitLocked(addr Addr, msgID int64, netfn, cmd uint8, data []byt
 	if d.cfg.PriorityWatchdogCommands && netfn == NetFnApp && (cmd == CmdResetWDT || cmd == CmdSetWDT || cmd == CmdGetWDT) {
 		p.req.Lane = sched.LanePriority
 	}
+	if d.cfg.Inline != nil && d.cfg.Inline(&p.req) {
+		return 0
+	}
 	if err := d.cfg.Submit(&p.req); err != nil {
 		if !p.state.CompareAndSwap(pendingQueued, pendingRejected) {
 			return 0 // Done already ran: the request was served after all

@@ -137,7 +137,7 @@ func (h *Host) bindThread() error {
 		return nil
 	}
 	tb, ok := h.p.(ThreadBinder)
-	if !ok {
+	if !ok || !threadBound(h.p) {
 		h.bound = true
 		return nil
 	}
@@ -149,6 +149,22 @@ func (h *Host) bindThread() error {
 	h.bound = true
 	return nil
 }
+
+// threadBound reports whether p's access belongs to one thread: a
+// ThreadBinder is, unless it says otherwise with a ThreadBound method.
+func threadBound(p Port) bool {
+	if tb, ok := p.(interface{ ThreadBound() bool }); ok {
+		return tb.ThreadBound()
+	}
+	_, ok := p.(ThreadBinder)
+	return ok
+}
+
+// AnyThread reports whether Transact and Attention may be called from any
+// goroutine (one at a time): the port's access does not belong to one OS
+// thread. When it is false, the first goroutine to call them is locked to
+// its thread, and every later call must come from that goroutine.
+func (h *Host) AnyThread() bool { return !threadBound(h.p) }
 
 // New returns a Host driving p with cfg (zero fields take defaults).
 func New(p Port, cfg Config) *Host {

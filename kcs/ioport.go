@@ -47,8 +47,14 @@ type ThreadBinder interface {
 	BindThread() error
 }
 
+// ThreadBound reports whether access belongs to the thread BindThread ran
+// on: in/out instructions where iopl could not be raised on every thread.
+// It is false for /dev/port, whose access goes through a file descriptor,
+// and for in/out once every thread holds iopl (see OpenArchPort).
+func (p *IOPort) ThreadBound() bool { return p.bind != nil }
+
 // BindThread grants the calling OS thread access to the ports. It does
-// nothing for /dev/port, whose access goes through a file descriptor.
+// nothing when the port is not ThreadBound.
 func (p *IOPort) BindThread() error {
 	if p.bind == nil {
 		return nil

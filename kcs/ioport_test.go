@@ -9,6 +9,7 @@ import (
 
 	"github.com/u-root/u-root/pkg/memio"
 
+	"github.com/ipmi-cuse/ipmi-cuse/bmcsim/kcsbmc"
 	"github.com/ipmi-cuse/ipmi-cuse/kcs"
 )
 
@@ -184,4 +185,20 @@ func BenchmarkDevPortAccess(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestAnyThread: a port reached through a file descriptor, or in/out with
+// iopl on every thread, leaves the Host free to run on any goroutine; a
+// ThreadBinder without a ThreadBound method is bound to one thread.
+func TestAnyThread(t *testing.T) {
+	p, err := kcs.NewIOPort(&fakeIO{}, kcs.IOConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.ThreadBound() || !kcs.New(p, kcs.Config{}).AnyThread() {
+		t.Error("an IOPort without a per-thread binding is not usable from any thread")
+	}
+	if kcs.New(&threadCheckPort{BMC: kcsbmc.New(&fakeResponder{})}, kcs.Config{}).AnyThread() {
+		t.Error("a ThreadBinder port is usable from any thread")
+	}
 }

@@ -18,9 +18,15 @@ import (
 // the process (Linux emulates iopl with a per-thread I/O bitmap), and Go
 // moves goroutines between threads. So OpenArchPort calls iopl on a locked
 // thread to report a refusal (EPERM without CAP_SYS_RAWIO, or a kernel
-// without iopl emulation) early, and the returned port must be used through
-// a Host, which binds its goroutine to one thread and calls BindThread
-// there; any other direct use must do the same (see ThreadBinder).
+// without iopl emulation) early, then raises it on every thread of the
+// process at once (syscall.AllThreadsSyscall); a thread inherits it from
+// the thread that creates it, so from then on every thread the runtime has
+// or starts holds it, and any goroutine may use the port: nothing has to be
+// locked to a thread, and work is not handed between threads to reach the
+// hardware. Where the runtime cannot do that (a binary built with cgo), the
+// port is bound per thread instead: it must be used through a Host, which
+// binds its goroutine to one thread and calls BindThread there; any other
+// direct use must do the same (see ThreadBinder and IOPort.ThreadBound).
 func OpenArchPort(cfg IOConfig) (*IOPort, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -31,8 +37,17 @@ func OpenArchPort(cfg IOConfig) (*IOPort, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.bind = iopl3
+	if !allThreadsIopl() {
+		p.bind = iopl3
+	}
 	return p, nil
+}
+
+// allThreadsIopl raises the I/O privilege level of every thread of the
+// process. It reports false when the runtime refuses (ENOTSUP with cgo).
+func allThreadsIopl() bool {
+	_, _, errno := syscall.AllThreadsSyscall(syscall.SYS_IOPL, 3, 0, 0)
+	return errno == 0
 }
 
 // iopl3 raises the calling thread's I/O privilege level to 3.

@@ -120,6 +120,13 @@ type Config struct {
 	// has no requests. Default 100 ms.
 	AttentionInterval time.Duration
 
+	// InlineMax is the longest a transaction may have taken for
+	// ServeInline to run the next one on its caller's goroutine: after a
+	// slower or failed one, ServeInline refuses (the caller submits), so a
+	// slow or stalled BMC holds only the engine's goroutine, never the
+	// caller's. Default 2 ms.
+	InlineMax time.Duration
+
 	// SingleFIFO is a test knob, not for production: it disables the
 	// priority lane and per-owner round-robin, serving every request in
 	// submission order from one unbounded queue, like a driver with one
@@ -135,6 +142,7 @@ const (
 	defaultProbeInterval     = time.Second
 	defaultAttentionBudget   = 4
 	defaultAttentionInterval = 100 * time.Millisecond
+	defaultInlineMax         = 2 * time.Millisecond
 )
 
 // Stats is a snapshot of an engine's counters and state.
@@ -204,6 +212,13 @@ type Engine struct {
 	nNormal  int
 	earliest time.Time // lower bound of the earliest queued deadline; zero when nothing is queued
 
+	// The engine's state below "Owned by the engine goroutine" belongs to
+	// whoever holds the engine: its goroutine while it is not waiting
+	// (busy), or a ServeInline caller (inline). Both flags change under mu.
+	busy   bool
+	inline bool
+	missed bool // the engine goroutine woke while a ServeInline call held it
+
 	wake chan struct{}
 	stop chan struct{}
 	done chan struct{}
@@ -244,6 +259,7 @@ type Engine struct {
 	attnPolled time.Time // last Attention call
 	attnTx     TxFunc
 	obs        observations // see observe.go
+	lastTxSlow bool         // the last transaction failed or took longer than InlineMax
 	maxFree    int
 	ownerLimit int
 }
@@ -271,6 +287,9 @@ func New(t Transport, cfg Config) *Engine {
 	}
 	if cfg.AttentionInterval <= 0 {
 		cfg.AttentionInterval = defaultAttentionInterval
+	}
+	if cfg.InlineMax <= 0 {
+		cfg.InlineMax = defaultInlineMax
 	}
 	e := &Engine{
 		t:         t,
@@ -363,6 +382,70 @@ func validate(r *Request) error {
 	return nil
 }
 
+// ServeInline runs r on the calling goroutine if the engine is idle: no
+// transaction or hook is running, nothing is queued on either lane, the BMC
+// is healthy, no attention work is due, and the last transaction succeeded
+// within Config.InlineMax. That is exactly when the engine
+// goroutine would take r next, so the order of service, the priority lane
+// and round-robin are unchanged; what it saves is the hand-off to the
+// engine's goroutine and back, two thread switches per request when that
+// goroutine is locked to its own thread. r.Done is called before
+// ServeInline returns true, on the calling goroutine. When it returns false
+// nothing happened to r, and the caller submits it as usual.
+//
+// The transport is then called from the caller's goroutine: the caller
+// must be able to reach the hardware from its thread (see
+// kcs.Host.AnyThread), and it is held for the transaction's time, up to the
+// transport's own timeout when the BMC stalls.
+func (e *Engine) ServeInline(r *Request) bool {
+	if validate(r) != nil {
+		return false
+	}
+	e.mu.Lock()
+	if e.closed || e.busy || e.inline || e.cfg.SingleFIFO || e.prio.n > 0 || e.nNormal > 0 {
+		e.mu.Unlock()
+		return false
+	}
+	e.inline = true
+	e.mu.Unlock()
+	defer e.releaseInline() // even if Done panics: the engine must not stay held
+
+	served := e.healthy && !e.attnDue && !e.lastTxSlow
+	if served {
+		r.Err = nil
+		r.submitted = time.Now()
+		if !r.submitted.Before(r.Deadline) {
+			r.Err = ErrDeadline
+			e.cExpired.Add(1)
+			e.complete(r, time.Time{})
+		} else {
+			e.serve(r)
+			if r.Lane != LanePriority {
+				e.attnRan = false
+			}
+			e.pollAttention(time.Now())
+		}
+	}
+	return served
+}
+
+// releaseInline ends a ServeInline call's hold on the engine and wakes the
+// engine goroutine if it has work (or woke meanwhile); otherwise it stays
+// asleep, and the request cost no thread switch at all.
+func (e *Engine) releaseInline() {
+	e.mu.Lock()
+	e.inline = false
+	wake := e.missed || e.prio.n > 0 || e.nNormal > 0 || e.attnDue || !e.healthy || (e.worked && e.cfg.Idle != nil)
+	e.missed = false
+	e.mu.Unlock()
+	if wake {
+		select {
+		case e.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
 // Close stops the engine: Submit returns ErrClosed from now on, the
 // transaction in progress (if any) finishes, every queued request completes
 // with ErrClosed, and the goroutine exits before Close returns.
@@ -448,6 +531,21 @@ func (e *Engine) run() {
 	defer close(e.done)
 	for {
 		e.mu.Lock()
+		if e.inline {
+			// A ServeInline caller holds the engine; it wakes us when it
+			// is done.
+			e.missed = true
+			e.mu.Unlock()
+			select {
+			case <-e.wake:
+			case <-e.stop:
+				// Keep waiting for the caller: Close must not return while
+				// a transaction it does not know about runs.
+				<-e.wake
+			}
+			continue
+		}
+		e.busy = true
 		if e.closed {
 			out := e.drainAll(e.scratch[:0])
 			e.mu.Unlock()
@@ -568,8 +666,12 @@ func (e *Engine) attentionTx(msg, resp []byte, deadline time.Time) ([]byte, erro
 	return e.transact(msg, resp, deadline)
 }
 
-// wait blocks until a submit, Close, or the time until (if not zero).
+// wait blocks until a submit, Close, or the time until (if not zero). The
+// engine is not busy while it waits: a ServeInline call may take it.
 func (e *Engine) wait(until time.Time) {
+	e.mu.Lock()
+	e.busy = false
+	e.mu.Unlock()
 	if until.IsZero() {
 		select {
 		case <-e.wake:
@@ -760,7 +862,9 @@ func (e *Engine) probe(now time.Time) {
 
 // transact calls the transport and updates BMC health from the outcome.
 func (e *Engine) transact(msg, resp []byte, deadline time.Time) ([]byte, error) {
+	start := time.Now()
 	resp, err := e.t.Transact(msg, resp, deadline)
+	e.lastTxSlow = err != nil || time.Since(start) > e.cfg.InlineMax
 	switch {
 	case err == nil:
 		if !e.healthy {

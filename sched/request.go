@@ -22,8 +22,9 @@ type Owner uint64
 
 // Request is one IPMI system-interface message for the engine.
 //
-// The engine calls Done exactly once, from the engine goroutine, after it
-// has filled Resp and Err; Done must not block. The caller must not touch the
+// The engine calls Done exactly once, from the engine goroutine (or, for
+// ServeInline, from its caller's), after it has filled Resp and Err; Done
+// must not block. The caller must not touch the
 // Request between Submit and Done.
 type Request struct {
 	// Owner is the fairness key.
