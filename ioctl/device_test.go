@@ -1220,3 +1220,58 @@ func TestInline(t *testing.T) {
 		})
 	}
 }
+
+// TestReceiveTwoRounds: a receive into the buffers the previous one used
+// takes two rounds; into other buffers, three, and the old buffers are not
+// written.
+func TestReceiveTwoRounds(t *testing.T) {
+	e := newEnv(t, Config{})
+	f := e.open()
+	for i := range 4 {
+		if errno := e.send(f, sysAddr(0), int64(i), 6, 1, nil); errno != 0 {
+			t.Fatal(errno)
+		}
+	}
+	const otherData = rdataBase + 0x10000
+	tests := []struct {
+		name   string
+		data   uint64
+		rounds int
+		msgID  int64
+	}{
+		{"first: nothing declared", rdataBase, 3, 0},
+		{"same buffers", rdataBase, 2, 1},
+		{"data buffer moved", otherData, 3, 2},
+		{"same again", otherData, 2, 3},
+		{"empty queue", otherData, 2, -1},
+	}
+	for _, tc := range tests {
+		r := Recv{Addr: raddrBase, AddrLen: 40, Msg: Msg{DataLen: 300, Data: tc.data}}
+		st := e.mem.Map(argBase, r.Encode())
+		e.mem.Map(raddrBase, bytes.Repeat([]byte{0xAA}, 40))
+		db := e.mem.Map(rdataBase, bytes.Repeat([]byte{0xAA}, 300))
+		ob := e.mem.Map(otherData, bytes.Repeat([]byte{0xAA}, 300))
+		errno := e.k.Ioctl(context.Background(), f, IoctlReceiveMsgTrunc, argBase, 0)
+		got, _ := DecodeRecv(st)
+		if e.k.Rounds != tc.rounds {
+			t.Errorf("%s: %d rounds, want %d", tc.name, e.k.Rounds, tc.rounds)
+		}
+		if tc.msgID < 0 {
+			if errno != syscall.EAGAIN {
+				t.Errorf("%s: %v, want EAGAIN", tc.name, errno)
+			}
+			continue
+		}
+		used, unused := db, ob
+		if tc.data == otherData {
+			used, unused = ob, db
+		}
+		if errno != 0 || got.MsgID != tc.msgID || got.Msg.DataLen == 0 || used[0] != 0 || used[got.Msg.DataLen] != 0xAA {
+			t.Errorf("%s: %v msgid %d len %d data % x; want msgid %d, completion code 0 then untouched bytes",
+				tc.name, errno, got.MsgID, got.Msg.DataLen, used[:got.Msg.DataLen+1], tc.msgID)
+		}
+		if !bytes.Equal(unused, bytes.Repeat([]byte{0xAA}, 300)) {
+			t.Errorf("%s: the buffer the struct does not name was written", tc.name)
+		}
+	}
+}

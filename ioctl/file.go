@@ -33,7 +33,32 @@ type File struct {
 	retries    int32
 	retryMs    uint32
 	getsEvents bool
+
+	// recvLast is where the last RECEIVE wrote its output; the next one
+	// declares its output there in its first round (see receive).
+	recvLast recvBufs
+	// recvDecl are the declarations whose second round has not come yet.
+	recvDecl [recvSlots]recvBufs
 }
+
+// recvBufs is where a RECEIVE's output goes: the struct's address and
+// data pointers, the address length and the data capacity.
+type recvBufs struct {
+	set    bool // recvLast: a receive succeeded; recvDecl: the slot is in use
+	compat bool
+	addr   uint64
+	la     uint32
+	data   uint64
+	dlen   uint32
+}
+
+// recvSlots is how many receives on one file may be between their first
+// and second round with declared output at once. The slot travels to the
+// second round in the length of a second in-iovec (1..recvSlots bytes of
+// the struct, read again), which no other round of receive has: those ask
+// for the struct alone or for the struct plus an address of at least 8
+// bytes.
+const recvSlots = 7
 
 var _ cuse.File = (*File)(nil)
 
@@ -388,6 +413,36 @@ func validateAddr(b []byte) (Addr, syscall.Errno) {
 	return Addr{}, syscall.EINVAL
 }
 
+// receiveFirst is receive's first round: the struct, and the output
+// declared at the last receive's buffers when a slot is free.
+func (f *File) receiveFirst(structIov cuse.Iovec, compat bool) cuse.IoctlOut {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	last := f.recvLast
+	if !last.set || last.compat != compat {
+		return retry([]cuse.Iovec{structIov}, nil)
+	}
+	slot := -1
+	for i := range f.recvDecl {
+		if !f.recvDecl[i].set {
+			slot = i
+			break
+		}
+	}
+	if slot < 0 {
+		// Every slot waits for a second round that may never come (the
+		// caller faulted or was killed): declare nothing.
+		return retry([]cuse.Iovec{structIov}, nil)
+	}
+	if len(f.queue) > 0 {
+		last.la = uint32(len(f.queue[0].addr))
+	}
+	f.recvDecl[slot] = last
+	return retry(
+		[]cuse.Iovec{structIov, {Base: structIov.Base, Len: uint64(slot + 1)}},
+		[]cuse.Iovec{structIov, {Base: last.addr, Len: uint64(last.la)}, {Base: last.data, Len: uint64(last.dlen)}})
+}
+
 // pending is a request on its way through the engine.
 type pending struct {
 	req   sched.Request
@@ -542,21 +597,35 @@ func (d *Device) formatResponse(p *pending, r *sched.Request) *recvMsg {
 	}
 }
 
-// receive is IPMICTL_RECEIVE_MSG(_TRUNC). Round 1 asks for the struct.
+// receive is IPMICTL_RECEIVE_MSG(_TRUNC), in two rounds when the client
+// reuses its buffers (ipmitool, freeipmi and Go clients do), else three.
+//
+// Round 1 asks for the struct. When an earlier receive on the file
+// succeeded, it also declares the output where that one wrote it: the
+// struct, the address buffer (as long as the head message's address, or
+// the last one's) and the data buffer (the last capacity). The kernel only
+// writes there with the final answer, and reads nothing from them, so a
+// declaration that turns out stale costs one more round and nothing else.
+//
 // Round 2 looks at the head of the queue (EAGAIN if empty, EINVAL if the
-// address buffer is too small, both leaving the message queued) and asks
-// for the output ranges: the struct, the address buffer and the data
-// buffer, which it also asks to read so that a bad pointer fails with
-// EFAULT before the message is consumed, as the kernel's put-back does.
-// Round 3 re-checks everything against the current head and dequeues.
+// address buffer is too small, both leaving the message queued). If the
+// struct still names the declared buffers and the message fits them, it
+// dequeues and answers. Otherwise it asks for the exact output ranges: the
+// struct, the address buffer and the data buffer, which it also asks to
+// read so that a bad pointer fails with EFAULT before the message is
+// consumed, as the kernel's put-back does; round 3 re-checks everything
+// against the current head and dequeues. (With the declared buffers of
+// round 1 nothing is read first: a client that freed its buffer and passes
+// the same pointer again gets EFAULT after the message was consumed.)
 func (f *File) receive(in *cuse.IoctlIn, compat, trunc bool) cuse.IoctlOut {
 	size := SizeofRecv
 	decode := DecodeRecv
 	if compat {
 		size, decode = SizeofCompatRecv, DecodeCompatRecv
 	}
+	structIov := cuse.Iovec{Base: in.Arg, Len: uint64(size)}
 	if len(in.In) < size {
-		return retry([]cuse.Iovec{{Base: in.Arg, Len: uint64(size)}}, nil)
+		return f.receiveFirst(structIov, compat)
 	}
 	rsp, err := decode(in.In)
 	if err != nil { // unreachable: the length was checked
@@ -564,6 +633,11 @@ func (f *File) receive(in *cuse.IoctlIn, compat, trunc bool) cuse.IoctlOut {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	var decl recvBufs
+	if extra := len(in.In) - size; extra >= 1 && extra <= recvSlots {
+		decl = f.recvDecl[extra-1]
+		f.recvDecl[extra-1] = recvBufs{}
+	}
 	if len(f.queue) == 0 {
 		return result(syscall.EAGAIN)
 	}
@@ -572,7 +646,6 @@ func (f *File) receive(in *cuse.IoctlIn, compat, trunc bool) cuse.IoctlOut {
 	if rsp.AddrLen < la {
 		return result(syscall.EINVAL)
 	}
-	structIov := cuse.Iovec{Base: in.Arg, Len: uint64(size)}
 	addrIov := cuse.Iovec{Base: rsp.Addr, Len: uint64(la)}
 	ld := uint32(len(m.data))
 	truncated := false
@@ -589,9 +662,16 @@ func (f *File) receive(in *cuse.IoctlIn, compat, trunc bool) cuse.IoctlOut {
 	}
 	dataIov := cuse.Iovec{Base: rsp.Msg.Data, Len: uint64(ld)}
 	total := size + int(la) + int(ld)
-	if len(in.In) != total || in.OutSize != uint32(total) {
+	// The kernel scatters the answer over the declared buffers in order:
+	// the struct, exactly la address bytes, then a prefix of the data
+	// buffer. They must be the ones the struct names now.
+	declared := decl.set && decl.compat == compat && decl.addr == rsp.Addr && decl.la == la &&
+		(ld == 0 || decl.data == rsp.Msg.Data) && ld <= decl.dlen &&
+		in.OutSize == uint32(size)+decl.la+decl.dlen
+	if !declared && (len(in.In) != total || in.OutSize != uint32(total)) {
 		return retry([]cuse.Iovec{structIov, addrIov, dataIov}, []cuse.Iovec{structIov, addrIov, dataIov})
 	}
+	f.recvLast = recvBufs{set: true, compat: compat, addr: rsp.Addr, la: la, data: rsp.Msg.Data, dlen: uint32(rsp.Msg.DataLen)}
 	f.queue[0] = nil
 	f.queue = f.queue[1:]
 	if len(f.queue) == 0 {
