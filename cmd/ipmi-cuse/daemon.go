@@ -90,8 +90,18 @@ func run(ctx context.Context, o options, log *slog.Logger) (err error) {
 		return fmt.Errorf("the BMC (%s) does not answer Get Device ID: %w", what, err)
 	}
 
+	// The CUSE reader answers ioctls inline (InlineIoctl below); when the
+	// ports can be reached from any thread (KCS; see kcs.Host.AnyThread),
+	// it also runs a request's transaction itself while the engine is idle
+	// (sched.ServeInline).
+	anyThread := bmc.KCS != nil && bmc.KCS.AnyThread()
+	var inline func(*sched.Request) bool
+	if anyThread {
+		inline = engine.ServeInline
+	}
 	dev := ioctl.NewDevice(ioctl.Config{
 		Submit:                   engine.Submit,
+		Inline:                   inline,
 		Logger:                   log,
 		PriorityWatchdogCommands: o.priorityWatchdog,
 		RequestTimeout:           o.requestTimeout,
@@ -239,7 +249,7 @@ func run(ctx context.Context, o options, log *slog.Logger) (err error) {
 			// After an upgrade the previous process said READY=1 for us.
 			notify(log, "READY=1", fmt.Sprintf("STATUS=serving %v", paths))
 		}
-		log.Info("ipmi-cuse serving", "devices", paths, "bmc", what,
+		log.Info("ipmi-cuse serving", "devices", paths, "bmc", what, "ports_any_thread", anyThread,
 			"bmc_ipmi_version", fmt.Sprintf("%d.%d", id.ipmiVersion>>4, id.ipmiVersion&0xF),
 			"priority_watchdog_commands", o.priorityWatchdog, "watchdog", o.watchdog,
 			"watchdog_timeout", o.watchdogTimeout)
