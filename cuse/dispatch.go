@@ -480,7 +480,7 @@ var errReplyUnknown = errors.New("kernel has no such request")
 func (s *Server) write(msg []byte) error {
 	for {
 		s.c.writes.Add(1) // before the write: whoever sees the reply sees it counted
-		n, err := s.ch.Write(msg)
+		n, err := rawWrite(s.ch, msg)
 		switch {
 		case err == nil && n == len(msg):
 			return nil

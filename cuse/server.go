@@ -440,9 +440,13 @@ func retryableRead(err error) bool {
 // is stopped (deadline or close: returns that error) or the kernel ends the
 // connection (ErrDisconnected).
 func (s *Server) readLoop(buf []byte) error {
+	rd, err := newChanReader(s.ch, buf)
+	if err != nil {
+		return fmt.Errorf("cuse: reading the channel: %w", err)
+	}
 	failures := 0
 	for {
-		n, err := s.ch.Read(buf)
+		n, err := rd.next()
 		s.c.reads.Add(1)
 		if err != nil {
 			switch {

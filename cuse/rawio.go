@@ -1,0 +1,90 @@
+package cuse
+
+import (
+	"io"
+	"os"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The channel's reads and writes are raw system calls inside the file's
+// RawConn: the runtime's netpoller still parks the reader while nothing is
+// queued (and deadlines still stop it), but the calls themselves do not go
+// through the runtime's system call path. A read of a non-blocking channel
+// and a write of one reply never block; they return as soon as the kernel
+// has taken or handed over the message. But a write wakes the client, and on
+// a single CPU the client runs before the write returns: through the
+// ordinary path (entersyscall) the runtime's sysmon then sees the P in a
+// system call for longer than its 20 µs tick, takes it back and hands it to
+// another thread, which costs thread switches on every request. Measured in
+// the VM (issue 11), that was most of ipmi-cuse's context switches per round
+// trip. A raw call never blocks the garbage collector's stop-the-world for
+// longer than the call itself, since none of these calls can block.
+
+// chanReader reads requests from the channel with raw read(2) calls,
+// without allocating per read.
+type chanReader struct {
+	rc   syscall.RawConn
+	buf  []byte
+	n    int
+	err  error
+	read func(fd uintptr) bool // r.readOnce, bound once
+}
+
+func newChanReader(f *os.File, buf []byte) (*chanReader, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	r := &chanReader{rc: rc, buf: buf}
+	r.read = r.readOnce
+	return r, nil
+}
+
+// readOnce is one raw read; false asks the netpoller to wait (EAGAIN).
+func (r *chanReader) readOnce(fd uintptr) bool {
+	n, _, errno := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&r.buf[0])), uintptr(len(r.buf)))
+	if errno == unix.EAGAIN {
+		return false
+	}
+	r.n, r.err = int(n), nil
+	if errno != 0 {
+		r.n, r.err = 0, errno
+	}
+	return true
+}
+
+// next reads one request into the buffer and returns its length. Errors
+// are those of os.File.Read: io.EOF for a closed peer, the deadline and
+// close errors, and the read's errno.
+func (r *chanReader) next() (int, error) {
+	if err := r.rc.Read(r.read); err != nil {
+		return 0, err
+	}
+	if r.err == nil && r.n == 0 {
+		return 0, io.EOF
+	}
+	return r.n, r.err
+}
+
+// rawWrite writes one message to f with a raw write(2).
+func rawWrite(f *os.File, msg []byte) (int, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var n uintptr
+	var errno syscall.Errno
+	if err := rc.Write(func(fd uintptr) bool {
+		n, _, errno = unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&msg[0])), uintptr(len(msg)))
+		return errno != unix.EAGAIN
+	}); err != nil {
+		return 0, err
+	}
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
