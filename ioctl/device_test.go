@@ -1275,3 +1275,27 @@ func TestReceiveTwoRounds(t *testing.T) {
 		}
 	}
 }
+
+// TestPollWithoutWaiterDisarms: a poll without a wake func (the kernel set
+// no FUSE_POLL_SCHEDULE_NOTIFY: nobody waits) forgets the armed one, so the
+// next message writes no notification; a poll with one arms it again.
+func TestPollWithoutWaiterDisarms(t *testing.T) {
+	e := newEnv(t, Config{})
+	e.eng.sync = false
+	f := e.open()
+	var wakes atomic.Int32
+	f.Poll(func() { wakes.Add(1) })
+	f.Poll(nil)
+	e.send(f, sysAddr(0), 1, 6, 1, nil)
+	e.eng.completeAll()
+	if wakes.Load() != 0 {
+		t.Errorf("woken %d times after a poll that said nobody waits", wakes.Load())
+	}
+	e.recv(f, true, 40, 10)
+	f.Poll(func() { wakes.Add(1) })
+	e.send(f, sysAddr(0), 2, 6, 1, nil)
+	e.eng.completeAll()
+	if wakes.Load() != 1 {
+		t.Errorf("woken %d times after re-arming, want 1", wakes.Load())
+	}
+}

@@ -83,11 +83,20 @@ func (f *File) Write(context.Context, []byte) (int, syscall.Errno) { return 0, s
 
 // Poll reports POLLIN|POLLRDNORM iff the receive queue is non-empty. wake,
 // if not nil, is remembered and called once when the next message arrives
-// (from the engine goroutine, so it must not block).
+// (from the engine goroutine, so it must not block). A nil wake forgets the
+// one remembered: the kernel asks for a notification (cuse passes a wake)
+// whenever anyone waits on the file's poll queue, so a poll without one
+// means nobody waits, and a later waiter polls again first.
+//
+// A wake is kept when the file answers ready: a poll(2) caller then
+// returns and stops waiting, but an edge-triggered epoll user, or another
+// thread, may still wait, and the kernel driver wakes them on the next
+// message. The server cannot tell them apart, so the next message costs a
+// notification that may find nobody.
 func (f *File) Poll(wake func()) uint32 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if wake != nil && !f.closed {
+	if !f.closed {
 		f.wake = wake
 	}
 	if len(f.queue) > 0 {
