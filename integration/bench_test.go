@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -28,7 +29,8 @@ type benchResult struct {
 	rate, p50us, p99us float64
 	server, client     string
 	total              int     // requests the counters cover (warm-up included)
-	syscr, syscw, ctx  float64 // the server's read/write syscalls and context switches
+	syscr, syscw       float64 // the server's read and write system calls
+	ctx, nvctx         float64 // its threads' voluntary and involuntary context switches
 	cuseReqs, notifies float64 // CUSE requests and poll notifications the server counted (-1: unknown)
 }
 
@@ -42,7 +44,7 @@ func parseBench(out []byte) (benchResult, error) {
 }
 
 // benchSrvRe matches benchsrv.sh's fields after a bench line.
-var benchSrvRe = regexp.MustCompile(`server=(\S+) client=(\S+) total=(\d+) syscr=(-?\d+) syscw=(-?\d+) ctxsw=(-?\d+)(.*)`)
+var benchSrvRe = regexp.MustCompile(`server=(\S+) client=(\S+) total=(\d+) syscr=(-?\d+) syscw=(-?\d+) ctxsw=(-?\d+) nvcsw=(-?\d+)(.*)`)
 
 // parseBenchSrv parses every line benchsrv.sh printed.
 func parseBenchSrv(out []byte) ([]benchResult, error) {
@@ -61,9 +63,9 @@ func parseBenchSrv(out []byte) ([]benchResult, error) {
 		}
 		num := func(s string) float64 { v, _ := strconv.ParseFloat(s, 64); return v }
 		r.server, r.client, r.total = m[1], m[2], int(num(m[3]))
-		r.syscr, r.syscw, r.ctx = num(m[4]), num(m[5]), num(m[6])
+		r.syscr, r.syscw, r.ctx, r.nvctx = num(m[4]), num(m[5]), num(m[6]), num(m[7])
 		r.cuseReqs, r.notifies = -1, -1
-		for _, kv := range strings.Fields(m[7]) {
+		for _, kv := range strings.Fields(m[8]) {
 			k, v, _ := strings.Cut(kv, "=")
 			switch k {
 			case "requests", "cuse_requests":
@@ -80,26 +82,27 @@ func parseBenchSrv(out []byte) ([]benchResult, error) {
 	return rs, nil
 }
 
-// benchSrv is the guest script that measures one server: for the C and the
-// Go client at each depth it starts the server afresh (so its counters
-// cover one run), reads the server's /proc counters (read and write
-// system calls from io, context switches of all its threads), runs the
-// client, reads them again, stops the server with SIGTERM and picks the
-// CUSE request and notification counts from what the server printed on
-// the way out. kernel measures the kernel driver (no server process).
+// benchSrv is the guest script that measures servers: for the C and the Go
+// client at each depth, ROUNDS times over, it runs each server in turn
+// (interleaved, so a change in the host's load shows in every server's
+// rounds alike), each started afresh so its counters cover one run: it
+// reads the server's /proc counters (read and write system calls from io,
+// voluntary and involuntary context switches of all its threads), runs
+// the client, reads them again, stops the server with SIGTERM and picks
+// the CUSE request and notification counts (and ipmi-cuse's KCS counters)
+// from what the server printed on the way out. kernel measures the kernel
+// driver (no server process).
+//
+//	benchsrv.sh N ROUNDS "SERVERS" "CLIENTS" "DEPTHS"
 const benchSrv = `#!/bin/sh
-server=$1 n=$2 warm=50
-case $server in
-kernel|kcs) dev=/dev/ipmi0 ;;
-ref) dev=/dev/ipmiref ;;
-sim) dev=/dev/ipmisim ;;
-*) echo "benchsrv: unknown server $server"; exit 2 ;;
-esac
+n=$1 rounds=$2 servers=$3 clients=$4 depths=$5 warm=50
+devof() { case $1 in kernel|kcs) echo /dev/ipmi0 ;; ref) echo /dev/ipmiref ;; sim) echo /dev/ipmisim ;; esac; }
 counters() {
-	[ -z "$pid" ] && { echo "0 0 0"; return; }
-	r=$(sed -n 's/^syscr: //p' /proc/$pid/io); w=$(sed -n 's/^syscw: //p' /proc/$pid/io); c=0
-	for v in $(cat /proc/$pid/task/*/status | sed -n 's/^.*ctxt_switches:[[:space:]]*//p'); do c=$((c+v)); done
-	echo "$r $w $c"
+	[ -z "$pid" ] && { echo "0 0 0 0"; return; }
+	r=$(sed -n 's/^syscr: //p' /proc/$pid/io); w=$(sed -n 's/^syscw: //p' /proc/$pid/io); c=0; nc=0
+	for v in $(cat /proc/$pid/task/*/status | sed -n 's/^voluntary_ctxt_switches:[[:space:]]*//p'); do c=$((c+v)); done
+	for v in $(cat /proc/$pid/task/*/status | sed -n 's/^nonvoluntary_ctxt_switches:[[:space:]]*//p'); do nc=$((nc+v)); done
+	echo "$r $w $c $nc"
 }
 gone() { i=0; while [ -e $dev ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; }
 start() {
@@ -109,6 +112,7 @@ start() {
 	ref) /bin/refcuse ipmiref >/tmp/srv.log 2>&1 & pid=$! ;;
 	kcs) /bin/ipmi-cuse --log-level=info >/tmp/srv.log 2>&1 & pid=$! ;;
 	sim) /bin/ipmi-cuse --bmc sim --device ipmisim --log-level=info >/tmp/srv.log 2>&1 & pid=$! ;;
+	*) echo "benchsrv: unknown server $server"; exit 2 ;;
 	esac
 	i=0; while [ ! -c $dev ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
 	[ -c $dev ] || { echo "benchsrv: $dev did not appear"; cat /tmp/srv.log; exit 1; }
@@ -117,22 +121,28 @@ stop() {
 	[ -z "$pid" ] && return
 	kill -TERM $pid; wait $pid; gone
 }
-if [ $server = kcs ]; then
+case " $servers " in *" kcs "*)
 	# The testbed's daemon serves /dev/ipmi0 already: each run starts its own.
-	for p in $(pidof ipmi-cuse); do kill -TERM $p; done; gone
-fi
-for client in c go; do for depth in 1 8; do
-	start
-	set -- $(counters); r0=$1 w0=$2 c0=$3
-	if [ $client = c ]; then out=$(/bin/ipmibench -d $dev -n $n -depth $depth -warmup $warm)
-	else out=$(/bin/ipmiprobe bench -dev $dev -n $n -depth $depth -warmup $warm); fi
-	rc=$?
-	set -- $(counters); r1=$1 w1=$2 c1=$3
-	stop
-	extra=
-	[ -n "$pid" ] && extra=$(grep -o '\(requests\|notifies\)=[0-9]*' /tmp/srv.log | tr '\n' ' ')
-	echo "$out server=$server client=$client total=$((n+warm)) syscr=$((r1-r0)) syscw=$((w1-w0)) ctxsw=$((c1-c0)) $extra"
-	[ $rc = 0 ] || { echo "benchsrv: $client client failed on $server"; cat /tmp/srv.log; exit 1; }
+	dev=/dev/ipmi0; for p in $(pidof ipmi-cuse); do kill -TERM $p; done; gone ;;
+esac
+for client in $clients; do for depth in $depths; do
+	round=0
+	while [ $round -lt $rounds ]; do round=$((round+1))
+		for server in $servers; do
+			dev=$(devof $server)
+			start
+			set -- $(counters); r0=$1 w0=$2 c0=$3 n0=$4
+			if [ $client = c ]; then out=$(/bin/ipmibench -d $dev -n $n -depth $depth -warmup $warm)
+			else out=$(/bin/ipmiprobe bench -dev $dev -n $n -depth $depth -warmup $warm); fi
+			rc=$?
+			set -- $(counters); r1=$1 w1=$2 c1=$3 n1=$4
+			stop
+			extra=
+			[ -n "$pid" ] && extra=$(grep -o '\(requests\|notifies\|kcs_transactions\|kcs_status_reads\|kcs_sleeps\|any_thread\)=[0-9a-z]*' /tmp/srv.log | tr '\n' ' ')
+			echo "$out server=$server client=$client total=$((n+warm)) syscr=$((r1-r0)) syscw=$((w1-w0)) ctxsw=$((c1-c0)) nvcsw=$((n1-n0)) round=$round $extra"
+			[ $rc = 0 ] || { echo "benchsrv: $client client failed on $server"; cat /tmp/srv.log; exit 1; }
+		done
+	done
 done; done
 `
 
@@ -189,9 +199,21 @@ func TestBenchVM(t *testing.T) {
 	if err := os.WriteFile(bins["/bin/benchsrv.sh"], []byte(benchSrv), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	srvCmd := func(server string) testbed.Command {
-		return testbed.Command{Name: "bench_" + server, Timeout: 900,
-			Args: []string{"/bin/sh", "/bin/benchsrv.sh", server, strconv.Itoa(n)}}
+	// IPMI_CUSE_BENCH_QUICK=1 measures only the CUSE servers with the C
+	// client at depth 1: one boot, for trying a change.
+	quick := os.Getenv("IPMI_CUSE_BENCH_QUICK") == "1"
+	rounds := 3
+	if v, err := strconv.Atoi(os.Getenv("IPMI_CUSE_BENCH_ROUNDS")); err == nil && v > 0 {
+		rounds = v
+	}
+	srvCmd := func(servers []string) testbed.Command {
+		clients, depths := "c go", "1 8"
+		if quick {
+			clients, depths = "c", "1"
+		}
+		return testbed.Command{Name: "bench_" + strings.Join(servers, "_"), Timeout: 3000,
+			Args: []string{"/bin/sh", "/bin/benchsrv.sh", strconv.Itoa(n / rounds), strconv.Itoa(rounds),
+				strings.Join(servers, " "), clients, depths}}
 	}
 	micro := testbed.Command{Name: "micro", Timeout: 300, Args: []string{probeGuestPath, "micro", "-n", "200"}}
 	boots := []struct {
@@ -201,13 +223,13 @@ func TestBenchVM(t *testing.T) {
 		{testbed.KernelMode, []string{"kernel"}},
 		{testbed.ShimMode, []string{"ref", "sim", "kcs"}},
 	}
+	if quick {
+		boots = boots[1:]
+	}
 	var all []benchResult
 	microOut := map[testbed.Mode]map[string]string{}
 	for _, b := range boots {
-		cmds := []testbed.Command{micro}
-		for _, s := range b.servers {
-			cmds = append(cmds, srvCmd(s))
-		}
+		cmds := []testbed.Command{micro, srvCmd(b.servers)}
 		dp := ""
 		if b.mode == testbed.ShimMode {
 			dp = daemonPath
@@ -239,7 +261,59 @@ func TestBenchVM(t *testing.T) {
 			all = append(all, rs...)
 		}
 	}
-	t.Log(benchTable(all, n) + microTable(microOut))
+	t.Log(benchTable(mergeRounds(all), n, rounds) + microTable(microOut))
+}
+
+// mergeRounds folds the rounds of each server, client and depth into one
+// result: the median of the rounds' rates and percentiles (the host's load
+// moves them all), and the counters summed.
+func mergeRounds(all []benchResult) []benchResult {
+	type key struct {
+		server, client string
+		depth          int
+	}
+	groups := map[key][]benchResult{}
+	var order []key
+	for _, r := range all {
+		k := key{r.server, r.client, r.depth}
+		if groups[k] == nil {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], r)
+	}
+	median := func(rs []benchResult, f func(benchResult) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	var out []benchResult
+	for _, k := range order {
+		rs := groups[k]
+		m := rs[0]
+		m.rate = median(rs, func(r benchResult) float64 { return r.rate })
+		m.p50us = median(rs, func(r benchResult) float64 { return r.p50us })
+		m.p99us = median(rs, func(r benchResult) float64 { return r.p99us })
+		for _, r := range rs[1:] {
+			m.n += r.n
+			m.errors += r.errors
+			m.total += r.total
+			m.syscr += r.syscr
+			m.syscw += r.syscw
+			m.ctx += r.ctx
+			m.nvctx += r.nvctx
+			if m.cuseReqs >= 0 && r.cuseReqs >= 0 {
+				m.cuseReqs += r.cuseReqs
+			}
+			if m.notifies >= 0 && r.notifies >= 0 {
+				m.notifies += r.notifies
+			}
+		}
+		out = append(out, m)
+	}
+	return out
 }
 
 // benchServers names the servers in table order.
@@ -252,7 +326,7 @@ var benchServers = []struct{ key, name string }{
 
 // benchTable formats the results as markdown: one row per server, client
 // and depth, then the headline ratio.
-func benchTable(all []benchResult, n int) string {
+func benchTable(all []benchResult, n, rounds int) string {
 	find := func(server, client string, depth int) *benchResult {
 		for i := range all {
 			if r := &all[i]; r.server == server && r.client == client && r.depth == depth {
@@ -268,9 +342,9 @@ func benchTable(all []benchResult, n int) string {
 		return fmt.Sprintf("%.1f", v/float64(r.total))
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nGet Device ID round trips, QEMU ipmi-bmc-sim + isa-ipmi-kcs, TCG, %d requests per row "+
-		"(the servers' counters per round trip include 50 warm-up requests):\n\n", n)
-	b.WriteString("| server | client | depth | req/s | p50 (µs) | p99 (µs) | req/s vs kernel | p50 vs reference | CUSE requests | reads | writes | notifies | context switches |\n")
+	fmt.Fprintf(&b, "\nGet Device ID round trips, QEMU ipmi-bmc-sim + isa-ipmi-kcs, TCG, %d requests per row in %d interleaved rounds "+
+		"(rates and percentiles: the rounds' median; the servers' counters per round trip include 50 warm-up requests per round):\n\n", n, rounds)
+	b.WriteString("| server | client | depth | req/s | p50 (µs) | p99 (µs) | req/s vs kernel | p50 vs reference | CUSE requests | reads | writes | notifies | context switches (voluntary + involuntary) |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, client := range []string{"c", "go"} {
 		for _, d := range benchDepths {
@@ -287,9 +361,9 @@ func benchTable(all []benchResult, n int) string {
 					vsRef = fmt.Sprintf("%.2f×", r.p50us/ref.p50us)
 				}
 				cname := map[string]string{"c": "C", "go": "Go"}[client]
-				fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %.0f | %.0f | %s | %s | %s | %s | %s | %s | %s |\n",
+				fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %.0f | %.0f | %s | %s | %s | %s | %s | %s | %s + %s |\n",
 					s.name, cname, d, r.rate, r.p50us, r.p99us, vsK, vsRef,
-					per(r.cuseReqs, r), per(r.syscr, r), per(r.syscw, r), per(r.notifies, r), per(r.ctx, r))
+					per(r.cuseReqs, r), per(r.syscr, r), per(r.syscw, r), per(r.notifies, r), per(r.ctx, r), per(r.nvctx, r))
 			}
 		}
 	}

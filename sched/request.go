@@ -2,6 +2,34 @@
 // queue requests on a lane, and one goroutine serves them one at a time,
 // priority lane first, round-robin across owners within the normal lane, with
 // a deadline on every request.
+//
+// # Threads
+//
+// One transaction runs at a time, and whoever runs it holds the engine: its
+// own goroutine, or a caller of ServeInline. ServeInline runs a request on
+// the caller's goroutine only when the engine goroutine would take it next
+// anyway (nothing in flight or queued, BMC healthy, no attention work due,
+// the last transaction fast), so the priority lane and round-robin see the
+// same order either way; a priority request that arrives meanwhile waits
+// for that one transaction, as it would behind the engine's own. In the
+// daemon the caller is the CUSE reader: an idle BMC's request is read, sent
+// to the hardware, answered and queued for the client on one goroutine,
+// with no hand-off; under load, or when the BMC is slow, requests queue
+// for the engine goroutine as before, and the reader keeps reading.
+//
+// Nothing is locked to an OS thread for this. A transport whose access
+// belongs to one thread (x86 in/out needs iopl, which Linux grants per
+// thread) must make it every thread's: kcs raises iopl on all threads at
+// once (syscall.AllThreadsSyscall, inherited by threads created later), and
+// the daemon uses ServeInline only when its transport says it may be
+// called from any goroutine (kcs.Host.AnyThread). Measured in the VM
+// (make bench-vm, issue 11): with the engine's goroutine locked to the iopl
+// thread, ipmi-cuse on the emulated KCS made 36 context switches per round
+// trip against 19 with the simulated BMC, which needs no thread; unlocked,
+// both made the same. A CUSE reader locked to a thread of its own, outside
+// the netpoller, cost more than it saved (72 switches per round trip): with
+// one CPU, a thread blocked in a system call keeps the runtime's only P
+// until sysmon takes it back, and every other goroutine waits for that.
 package sched
 
 import "time"
