@@ -48,10 +48,14 @@ vm: provision
 	@log=$$(mktemp); IPMI_CUSE_VM=1 $(GO) test -count=1 -timeout $(VM_TIMEOUT) -v ./integration/... >$$log 2>&1; rc=$$?; \
 	grep -v -e '^=== ' -e '^        --- PASS' $$log; rm -f $$log; exit $$rc
 
-# Get Device ID round trips through the kernel driver and through ipmi-cuse
-# on QEMU's BMC (one boot per mode), depth 1 and 8, as a markdown table with
-# the shim/kernel ratio. Not part of `make test`. IPMI_CUSE_BENCH_N=N sets
-# the requests per row (default 1000).
+# Get Device ID round trips on QEMU's BMC, two boots: the kernel driver;
+# then the reference C CUSE server, ipmi-cuse --bmc sim and ipmi-cuse on the
+# emulated KCS, interleaved; each with a C and a Go client at depth 1 and 8,
+# as a markdown table with the servers' system calls, context switches and
+# CUSE requests per round trip (needs gcc and libc6-dev on the host). Not
+# part of `make test`. IPMI_CUSE_BENCH_N=N sets the requests per row
+# (default 1000), IPMI_CUSE_BENCH_ROUNDS the interleaved rounds (3), and
+# IPMI_CUSE_BENCH_QUICK=1 measures only the CUSE servers, C client, depth 1.
 bench-vm: provision
 	IPMI_CUSE_VM=1 IPMI_CUSE_BENCH=1 $(GO) test -count=1 -timeout $(VM_TIMEOUT) -run '^TestBenchVM$$' -v ./integration/
 
