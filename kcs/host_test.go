@@ -234,7 +234,8 @@ func TestFaults(t *testing.T) {
 		name       string
 		cfg        kcs.Config
 		fault      func(b *kcsbmc.BMC)
-		deadline   time.Duration // caller deadline from now; 0 = none
+		during     func(h *kcs.Host, b *kcsbmc.BMC) // runs alongside Transact, if set
+		deadline   time.Duration                    // caller deadline from now; 0 = none
 		want       outcome
 		code       uint8
 		recoveries bool // at least one recovery expected
@@ -246,8 +247,17 @@ func TestFaults(t *testing.T) {
 		{name: "message latency beyond caller deadline", fault: func(b *kcsbmc.BMC) { b.SetMessageLatency(time.Hour) },
 			deadline: 20 * time.Millisecond, want: wantTimeout},
 		{name: "silence until cleared", fault: func(b *kcsbmc.BMC) { b.Silence(time.Time{}) }, want: wantTimeout},
-		{name: "short silence", cfg: kcs.Config{WaitTimeout: 20 * time.Millisecond, TransactionTimeout: 2 * time.Second},
-			fault: func(b *kcsbmc.BMC) { b.Silence(time.Now().Add(50 * time.Millisecond)) }, want: wantOK, recoveries: true},
+		// The silence ends once the host has started error recovery, not
+		// at a wall-clock time a descheduled test could sleep through.
+		{name: "short silence", cfg: kcs.Config{WaitTimeout: 20 * time.Millisecond, TransactionTimeout: 10 * time.Second,
+			MaxErrorRetries: 1000},
+			fault: func(b *kcsbmc.BMC) { b.Silence(time.Time{}) },
+			during: func(h *kcs.Host, b *kcsbmc.BMC) {
+				for end := time.Now().Add(10 * time.Second); h.Stats().Recoveries == 0 && time.Now().Before(end); {
+					time.Sleep(time.Millisecond)
+				}
+				b.Unsilence()
+			}, want: wantOK, recoveries: true},
 		{name: "forced error", fault: func(b *kcsbmc.BMC) { b.ForceError(kcs.ErrCodeUnspecified) }, want: wantOK, recoveries: true},
 		{name: "two failed writes", fault: func(b *kcsbmc.BMC) { b.FailWrites(kcs.ErrCodeIllegalControl, 2) }, want: wantOK, recoveries: true},
 		{name: "failing writes", fault: func(b *kcsbmc.BMC) { b.FailWrites(kcs.ErrCodeLength, -1) },
@@ -280,7 +290,12 @@ func TestFaults(t *testing.T) {
 				bound = tc.deadline
 			}
 			req, want := echoReq(10)
+			var during sync.WaitGroup
+			if tc.during != nil {
+				during.Go(func() { tc.during(h, b) })
+			}
 			resp, d, err := timedTransact(h, req, dl)
+			during.Wait()
 			if d > bound+slack {
 				t.Errorf("Transact took %v, bound %v", d, bound)
 			}
