@@ -119,7 +119,7 @@ func moduleParamFlags(params []string) []string {
 // command's shell (busybox sh).
 const wdShellHelpers = `
 untilget() { i=0; until ipmitool raw 0x06 0x25 2>/dev/null | grep -q "^ $1"; do i=$((i+1)); [ $i -gt 200 ] && { echo "Get Watchdog Timer never started with $1"; return 1; }; sleep 0.1; done; }
-gone() { i=0; while pidof ipmi-cuse >/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; i=0; while [ -e /dev/ipmi0 -o -e /dev/watchdog ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; }
+gone() { i=0; while pidof ipmi-cuse >/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; i=0; while [ -e /dev/ipmi0 -o -e /dev/watchdog ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; pidof ipmi-cuse >/dev/null && echo "ipmi-cuse did not stop"; }
 waitc() { i=0; while [ ! -c "$1" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; [ -c "$1" ] || echo "$1 did not appear"; }
 `
 
