@@ -1,6 +1,7 @@
 package cuse
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -58,10 +59,12 @@ const (
 	earlyInterruptAge = 10 * time.Second
 )
 
-// dispatch handles one request message (owned by the callee). INTERRUPT,
-// trivial replies, POLL and (with Config.InlineIoctl) IOCTL are answered
-// inline, since they never block; everything else that calls the device runs
-// in its own goroutine so a blocked call never holds up other requests.
+// dispatch handles one request message, valid only during the call (it is
+// the reader's buffer). INTERRUPT, trivial replies, POLL and (with
+// Config.InlineIoctl) IOCTL are answered inline, since they never block,
+// and keep nothing of msg; everything else that calls the device runs in
+// its own goroutine, on a copy, so a blocked call never holds up other
+// requests.
 func (s *Server) dispatch(msg []byte) {
 	if len(msg) < inHeaderSize {
 		s.log.Warn("cuse: dropping request shorter than fuse_in_header", "len", len(msg))
@@ -127,6 +130,7 @@ func (s *Server) dispatch(msg []byte) {
 	}
 	r := s.register(hdr.Unique)
 	s.handlers.Add(1)
+	msg = bytes.Clone(msg)
 	go func() {
 		defer s.handlers.Done()
 		defer s.unregister(r)

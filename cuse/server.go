@@ -1,7 +1,6 @@
 package cuse
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -469,7 +468,7 @@ func (s *Server) readLoop(buf []byte) error {
 			continue
 		}
 		failures = 0
-		s.dispatch(bytes.Clone(buf[:n]))
+		s.dispatch(buf[:n])
 	}
 }
 
