@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/base64"
 	"fmt"
 	"os"
 	"os/exec"
@@ -95,7 +96,7 @@ func parseBenchSrv(out []byte) ([]benchResult, error) {
 //
 //	benchsrv.sh N ROUNDS "SERVERS" "CLIENTS" "DEPTHS"
 const benchSrv = `#!/bin/sh
-n=$1 rounds=$2 servers=$3 clients=$4 depths=$5 warm=50
+n=$1 rounds=$2 servers=$3 clients=$4 depths=$5 profile=$6 warm=50
 devof() { case $1 in kernel|kcs) echo /dev/ipmi0 ;; ref) echo /dev/ipmiref ;; sim) echo /dev/ipmisim ;; esac; }
 counters() {
 	[ -z "$pid" ] && { echo "0 0 0 0"; return; }
@@ -110,8 +111,8 @@ start() {
 	case $server in
 	kernel) return ;;
 	ref) /bin/refcuse ipmiref >/tmp/srv.log 2>&1 & pid=$! ;;
-	kcs) /bin/ipmi-cuse --log-level=info >/tmp/srv.log 2>&1 & pid=$! ;;
-	sim) /bin/ipmi-cuse --bmc sim --device ipmisim --log-level=info >/tmp/srv.log 2>&1 & pid=$! ;;
+	kcs) IPMI_CUSE_CPUPROFILE=$prof /bin/ipmi-cuse --log-level=info >/tmp/srv.log 2>&1 & pid=$! ;;
+	sim) IPMI_CUSE_CPUPROFILE=$prof /bin/ipmi-cuse --bmc sim --device ipmisim --log-level=info >/tmp/srv.log 2>&1 & pid=$! ;;
 	*) echo "benchsrv: unknown server $server"; exit 2 ;;
 	esac
 	i=0; while [ ! -c $dev ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
@@ -130,6 +131,8 @@ for client in $clients; do for depth in $depths; do
 	while [ $round -lt $rounds ]; do round=$((round+1))
 		for server in $servers; do
 			dev=$(devof $server)
+			prof=
+			[ -n "$profile" ] && [ $client = c ] && [ $depth = 1 ] && prof=/tmp/cpu-$server.pprof
 			start
 			set -- $(counters); r0=$1 w0=$2 c0=$3 n0=$4
 			if [ $client = c ]; then out=$(/bin/ipmibench -d $dev -n $n -depth $depth -warmup $warm)
@@ -144,6 +147,12 @@ for client in $clients; do for depth in $depths; do
 		done
 	done
 done; done
+if [ -n "$profile" ]; then
+	for server in $servers; do
+		[ -s /tmp/cpu-$server.pprof ] && echo "profile $server $(base64 /tmp/cpu-$server.pprof | tr -d '\n')"
+	done
+fi
+exit 0
 `
 
 // buildC compiles a C source of the repository static for the guest with
@@ -206,6 +215,12 @@ func TestBenchVM(t *testing.T) {
 	if v, err := strconv.Atoi(os.Getenv("IPMI_CUSE_BENCH_ROUNDS")); err == nil && v > 0 {
 		rounds = v
 	}
+	// IPMI_CUSE_BENCH_PROFILE=1 also takes a CPU profile of ipmi-cuse under
+	// the C client at depth 1 (its last round) and logs its top functions.
+	profile := ""
+	if os.Getenv("IPMI_CUSE_BENCH_PROFILE") == "1" {
+		profile = "profile"
+	}
 	srvCmd := func(servers []string) testbed.Command {
 		clients, depths := "c go", "1 8"
 		if quick {
@@ -213,7 +228,7 @@ func TestBenchVM(t *testing.T) {
 		}
 		return testbed.Command{Name: "bench_" + strings.Join(servers, "_"), Timeout: 3000,
 			Args: []string{"/bin/sh", "/bin/benchsrv.sh", strconv.Itoa(n / rounds), strconv.Itoa(rounds),
-				strings.Join(servers, " "), clients, depths}}
+				strings.Join(servers, " "), clients, depths, profile}}
 	}
 	micro := testbed.Command{Name: "micro", Timeout: 300, Args: []string{probeGuestPath, "micro", "-n", "200"}}
 	boots := []struct {
@@ -253,6 +268,7 @@ func TestBenchVM(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: %v", c.Name, err)
 			}
+			logProfiles(t, r.Stdout, daemonPath)
 			for _, br := range rs {
 				if br.errors > 0 {
 					t.Errorf("%s, %s client, depth %d: %d request errors", br.server, br.client, br.depth, br.errors)
@@ -262,6 +278,37 @@ func TestBenchVM(t *testing.T) {
 		}
 	}
 	t.Log(benchTable(mergeRounds(all), n, rounds) + microTable(microOut))
+}
+
+// profileRe matches benchsrv.sh's base64 CPU profiles.
+var profileRe = regexp.MustCompile(`(?m)^profile (\S+) (\S+)$`)
+
+// logProfiles decodes the CPU profiles in out, keeps them in
+// IPMI_CUSE_PROBE_OUT (if set) and logs each one's top functions.
+func logProfiles(t *testing.T, out []byte, binary string) {
+	t.Helper()
+	for _, m := range profileRe.FindAllSubmatch(out, -1) {
+		b, err := base64.StdEncoding.DecodeString(string(m[2]))
+		if err != nil {
+			t.Errorf("profile of %s: %v", m[1], err)
+			continue
+		}
+		dir := os.Getenv("IPMI_CUSE_PROBE_OUT")
+		if dir == "" {
+			dir = t.TempDir()
+		}
+		path := filepath.Join(dir, string(m[1])+"-cpu.pprof")
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Error(err)
+			continue
+		}
+		top, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=35", binary, path).CombinedOutput()
+		if err != nil {
+			t.Errorf("go tool pprof %s: %v\n%s", path, err, top)
+			continue
+		}
+		t.Logf("CPU profile of ipmi-cuse (%s), C client, depth 1, last round (%s):\n%s", m[1], path, top)
+	}
 }
 
 // mergeRounds folds the rounds of each server, client and depth into one

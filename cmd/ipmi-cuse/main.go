@@ -228,7 +228,10 @@ func main() {
 	slog.SetDefault(log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := run(ctx, opts, log); err != nil {
+	stopProfile := startProfile(log)
+	err = run(ctx, opts, log)
+	stopProfile()
+	if err != nil {
 		log.Error("ipmi-cuse stopped", "err", err)
 		os.Exit(1)
 	}
