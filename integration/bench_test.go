@@ -141,7 +141,7 @@ for client in $clients; do for depth in $depths; do
 			set -- $(counters); r1=$1 w1=$2 c1=$3 n1=$4
 			stop
 			extra=
-			[ -n "$pid" ] && extra=$(grep -o '\(requests\|notifies\|kcs_transactions\|kcs_status_reads\|kcs_sleeps\|any_thread\)=[0-9a-z]*' /tmp/srv.log | tr '\n' ' ')
+			[ -n "$pid" ] && extra=$(grep -o '\(requests\|notifies\|kcs_transactions\|kcs_status_reads\|kcs_sleeps\|any_thread\|served_inline\)=[0-9a-z]*' /tmp/srv.log | tr '\n' ' ')
 			echo "$out server=$server client=$client total=$((n+warm)) syscr=$((r1-r0)) syscw=$((w1-w0)) ctxsw=$((c1-c0)) nvcsw=$((n1-n0)) round=$round $extra"
 			[ $rc = 0 ] || { echo "benchsrv: $client client failed on $server"; cat /tmp/srv.log; exit 1; }
 		done

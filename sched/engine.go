@@ -165,6 +165,9 @@ type Stats struct {
 	TransportErrors, Timeouts uint64
 	// Probes counts Get Device ID probes sent while unresponsive.
 	Probes uint64
+	// Inline counts requests served by ServeInline on the caller's
+	// goroutine (they count in Transacted too).
+	Inline uint64
 	// AttentionTurns counts OnAttention calls; AttentionTx counts the
 	// transactions they ran; AttentionYields counts ErrYield refusals.
 	AttentionTurns, AttentionTx, AttentionYields uint64
@@ -250,6 +253,7 @@ type Engine struct {
 	cTransErr  atomic.Uint64
 	cTimeouts  atomic.Uint64
 	cProbes    atomic.Uint64
+	cInline    atomic.Uint64
 	cAttnTurns atomic.Uint64
 	cAttnTx    atomic.Uint64
 	cAttnYield atomic.Uint64
@@ -419,6 +423,7 @@ func (e *Engine) ServeInline(r *Request) bool {
 			e.cExpired.Add(1)
 			e.complete(r, time.Time{})
 		} else {
+			e.cInline.Add(1)
 			e.serve(r)
 			if r.Lane != LanePriority {
 				e.attnRan = false
@@ -483,6 +488,7 @@ func (e *Engine) Stats() Stats {
 		TransportErrors:     e.cTransErr.Load(),
 		Timeouts:            e.cTimeouts.Load(),
 		Probes:              e.cProbes.Load(),
+		Inline:              e.cInline.Load(),
 		AttentionTurns:      e.cAttnTurns.Load(),
 		AttentionTx:         e.cAttnTx.Load(),
 		AttentionYields:     e.cAttnYield.Load(),

@@ -40,8 +40,8 @@ func TestServeInline(t *testing.T) {
 					i, len(rc.snapshot()), r.Resp, r.Err)
 			}
 		}
-		if s := e.Stats(); s.Transacted != 4 || s.CompletedNormal != 4 {
-			t.Errorf("stats %+v, want 4 transacted and completed", s)
+		if s := e.Stats(); s.Transacted != 4 || s.CompletedNormal != 4 || s.Inline != 4 {
+			t.Errorf("stats %+v, want 4 transacted, completed and inline", s)
 		}
 	})
 	t.Run("expired", func(t *testing.T) {

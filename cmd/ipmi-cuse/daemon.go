@@ -274,7 +274,7 @@ func run(ctx context.Context, o options, log *slog.Logger) (err error) {
 	}
 	es := engine.Stats()
 	args := []any{"completed_normal", es.CompletedNormal, "completed_priority", es.CompletedPriority,
-		"expired_in_queue", es.Expired, "failed_fast", es.FailedFast, "probes", es.Probes}
+		"expired_in_queue", es.Expired, "failed_fast", es.FailedFast, "probes", es.Probes, "served_inline", es.Inline}
 	if h := bmc.KCS; h != nil {
 		ks := h.Stats()
 		args = append(args, "kcs_transactions", ks.Transactions, "kcs_failures", ks.Failures, "kcs_recoveries", ks.Recoveries,
