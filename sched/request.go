@@ -25,8 +25,9 @@
 // called from any goroutine (kcs.Host.AnyThread). Measured in the VM
 // (make bench-vm, issue 11): with the engine's goroutine locked to the iopl
 // thread, ipmi-cuse on the emulated KCS made 36 context switches per round
-// trip against 19 with the simulated BMC, which needs no thread; unlocked,
-// both made the same. A CUSE reader locked to a thread of its own, outside
+// trip against 19 with the simulated BMC, which needs no thread; with every
+// thread holding iopl and an idle BMC's request served on the reader, both
+// made the same. A CUSE reader locked to a thread of its own, outside
 // the netpoller, cost more than it saved (72 switches per round trip): with
 // one CPU, a thread blocked in a system call keeps the runtime's only P
 // until sysmon takes it back, and every other goroutine waits for that.
