@@ -12,6 +12,7 @@ import (
 	"github.com/ipmi-cuse/ipmi-cuse/bt"
 	"github.com/ipmi-cuse/ipmi-cuse/kcs"
 	"github.com/ipmi-cuse/ipmi-cuse/sched"
+	"github.com/ipmi-cuse/ipmi-cuse/ssif"
 )
 
 // Options say how to open interfaces.
@@ -24,8 +25,9 @@ type Options struct {
 	// and may lack the capability to open it).
 	DevPort *os.File
 	// KCS and BT configure the host state machines.
-	KCS kcs.Config
-	BT  bt.Config
+	KCS  kcs.Config
+	BT   bt.Config
+	SSIF ssif.Config
 	// Logger receives the transports' debug lines.
 	Logger *slog.Logger
 }
@@ -38,10 +40,11 @@ type Opened struct {
 	// Attention is a cheap check of the BMC's attention flag (SMS_ATN) for
 	// sched.Config.Attention, or nil when the interface has none.
 	Attention func() (bool, error)
-	// KCS or BT is the host state machine behind Transport (the other is
-	// nil), for their counters.
-	KCS *kcs.Host
-	BT  *bt.Host
+	// KCS, BT or SSIF is the host behind Transport (the others are nil),
+	// for their counters.
+	KCS  *kcs.Host
+	BT   *bt.Host
+	SSIF *ssif.Host
 	// Files are the open descriptors behind the interface (/dev/port,
 	// /dev/i2c-N), for a hand-over to a successor process; empty with in/out
 	// instructions.
@@ -60,9 +63,10 @@ func (o *Opened) Close() error {
 	return o.close()
 }
 
-// Open opens the interface: its registers (checking that something
-// answers), and for BT the BMC's capabilities. It does not send IPMI
-// requests beyond what the interface protocol needs.
+// Open opens the interface: its registers or bus (checking that something
+// answers), and for BT and SSIF the BMC's capabilities. For an SSIF BMC on
+// an unknown bus it tries every I2C adapter with Get Device ID, as
+// ipmi_ssif does.
 func Open(i Interface, o Options) (*Opened, error) {
 	switch i.Kind {
 	case KCS:
@@ -70,7 +74,7 @@ func Open(i Interface, o Options) (*Opened, error) {
 	case BT:
 		return openBT(i, o)
 	case SSIF:
-		return nil, fmt.Errorf("%s: SSIF is not supported yet", i)
+		return openSSIF(i, o)
 	}
 	return nil, fmt.Errorf("%s: not supported", i)
 }

@@ -2,6 +2,8 @@ package sysif
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -125,5 +127,40 @@ func TestParseKind(t *testing.T) {
 		if _, err := ParseKind(s); err == nil {
 			t.Errorf("ParseKind(%q) accepted", s)
 		}
+	}
+}
+
+func TestI2CAdapters(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"i2c-10", "i2c-2", "0-0010", "i2c-x"} {
+		if err := os.Mkdir(filepath.Join(dir, n), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "i2c-2", "name"), []byte("SMBus PIIX4 adapter at 0700\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old := I2CDevicesDir
+	I2CDevicesDir = dir
+	defer func() { I2CDevicesDir = old }()
+	got, err := i2cAdapters()
+	if err != nil || !reflect.DeepEqual(got, []int{2, 10}) {
+		t.Errorf("i2cAdapters = %v, %v; want [2 10]", got, err)
+	}
+	if n := adapterName(2); n != "SMBus PIIX4 adapter at 0700" {
+		t.Errorf("adapterName(2) = %q", n)
+	}
+	if n := adapterName(10); n != "?" {
+		t.Errorf("adapterName(10) = %q, want ?", n)
+	}
+}
+
+func TestOpenSSIFNoAdapters(t *testing.T) {
+	old := I2CDevicesDir
+	I2CDevicesDir = t.TempDir()
+	defer func() { I2CDevicesDir = old }()
+	_, err := Open(Interface{Kind: SSIF, Bus: -1, Addr: 0x10, Source: "SMBIOS type 38"}, Options{})
+	if err == nil || !strings.Contains(err.Error(), "no I2C adapters") {
+		t.Errorf("Open with no adapters: %v", err)
 	}
 }

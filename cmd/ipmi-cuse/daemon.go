@@ -76,6 +76,17 @@ func run(ctx context.Context, o options, log *slog.Logger) (err error) {
 	if bmc.Attention != nil {
 		ecfg.Attention = msghandler.AttentionCheck(attentionFunc(bmc.Attention))
 	}
+	// devPtr is the device for the engine goroutine, once built.
+	var devPtr atomic.Pointer[ioctl.Device]
+	if bmc.SSIF != nil {
+		// SSIF has no attention bit: its check is a timer. Like ipmi_ssif,
+		// read the flags only while something waits for what they
+		// announce, as each read costs a slow bus transaction.
+		due := ecfg.Attention
+		ecfg.Attention = func() bool {
+			return due() && flagsWanted(wdPtr.Load() != nil, handler, devPtr.Load())
+		}
+	}
 	engine := sched.New(bmc.Transport, ecfg)
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), o.kcsTxTimeout+time.Second)
@@ -107,6 +118,7 @@ func run(ctx context.Context, o options, log *slog.Logger) (err error) {
 		RequestTimeout:           o.requestTimeout,
 		Bridge:                   handler,
 	})
+	devPtr.Store(dev)
 	var up *upgrader // set once serving; SIGHUP upgrades through it
 	var wd *watchdog.Watchdog
 	if o.watchdog || o.watchdogDevice != "" {
@@ -285,6 +297,11 @@ func run(ctx context.Context, o options, log *slog.Logger) (err error) {
 		args = append(args, "bt_transactions", bs.Transactions, "bt_failures", bs.Failures, "bt_retries", bs.Retries,
 			"bt_stale", bs.Stale, "bt_busy_refused", bs.BusyRefused, "bt_sleeps", bs.Sleeps)
 	}
+	if h := bmc.SSIF; h != nil {
+		ss := h.Stats()
+		args = append(args, "ssif_transactions", ss.Transactions, "ssif_failures", ss.Failures, "ssif_write_retries", ss.WriteRetries,
+			"ssif_read_retries", ss.ReadRetries, "ssif_read_parts", ss.ReadParts, "ssif_multi_restarts", ss.MultiRestarts)
+	}
 	var cuseReqs, cuseNotifies uint64
 	for _, srv := range servers {
 		st := srv.Stats()
@@ -294,6 +311,16 @@ func run(ctx context.Context, o options, log *slog.Logger) (err error) {
 	args = append(args, "cuse_requests", cuseReqs, "cuse_notifies", cuseNotifies)
 	log.Info("ipmi-cuse stopped cleanly", args...)
 	return nil
+}
+
+// flagsWanted reports whether anything waits for what the BMC's message
+// flags announce: the watchdog's pretimeout, a bridged request's response,
+// an event listener or a registered command (ipmi_ssif's "need watch").
+func flagsWanted(watchdog bool, h *msghandler.Handler, d *ioctl.Device) bool {
+	if watchdog || h.Outstanding() > 0 {
+		return true
+	}
+	return d != nil && (d.EventListeners() > 0 || len(d.Registrations()) > 0)
 }
 
 // attentionFunc adapts a func to msghandler.AttentionCheck's argument.

@@ -10,6 +10,7 @@ import (
 	"github.com/ipmi-cuse/ipmi-cuse/bmcsim"
 	"github.com/ipmi-cuse/ipmi-cuse/bmcsim/kcsbmc"
 	"github.com/ipmi-cuse/ipmi-cuse/kcs"
+	"github.com/ipmi-cuse/ipmi-cuse/msghandler"
 	"github.com/ipmi-cuse/ipmi-cuse/sched"
 )
 
@@ -33,5 +34,18 @@ func TestGetDeviceIDThroughEngine(t *testing.T) {
 	port.Silence(time.Time{})
 	if _, err := getDeviceID(context.Background(), engine, 500*time.Millisecond); err == nil {
 		t.Error("getDeviceID succeeded against a silent BMC")
+	}
+}
+
+// TestFlagsWanted: SSIF reads the message flags only while something
+// waits for them.
+func TestFlagsWanted(t *testing.T) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	h := msghandler.New(msghandler.Config{Logger: quiet})
+	if flagsWanted(false, h, nil) {
+		t.Error("nothing waits, yet the flags are wanted")
+	}
+	if !flagsWanted(true, h, nil) {
+		t.Error("the watchdog waits for a pretimeout, yet the flags are not wanted")
 	}
 }

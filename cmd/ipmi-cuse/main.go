@@ -26,6 +26,7 @@ import (
 	"github.com/ipmi-cuse/ipmi-cuse/internal/buildinfo"
 	"github.com/ipmi-cuse/ipmi-cuse/ioctl"
 	"github.com/ipmi-cuse/ipmi-cuse/kcs"
+	"github.com/ipmi-cuse/ipmi-cuse/ssif"
 	"github.com/ipmi-cuse/ipmi-cuse/sysif"
 	"github.com/ipmi-cuse/ipmi-cuse/upgrade"
 	"github.com/ipmi-cuse/ipmi-cuse/watchdog"
@@ -36,14 +37,14 @@ const usageText = `Usage: ipmi-cuse [flags]
 ipmi-cuse replaces the kernel's IPMI driver stack (ipmi_si, ipmi_msghandler,
 ipmi_devintf) in userspace. It serves /dev/ipmi0 through CUSE with the
 kernel's ioctl ABI, so ipmitool, freeipmi and other /dev/ipmi0 clients work
-unchanged, and drives the BMC's system interface (KCS or BT over I/O ports)
-itself. One engine owns the
+unchanged, and drives the BMC's system interface (KCS or BT over I/O ports,
+SSIF over /dev/i2c-N) itself. One engine owns the
 hardware; watchdog requests (Set/Reset/Get Watchdog Timer) go ahead of
 application requests, and every wait on the BMC has a deadline.
 
 With no flags it finds the interface in the firmware's SMBIOS tables
-(type 38) and serves /dev/ipmi0; --interface picks a type, and --kcs-port
-or --bt-port give the address instead. It needs root (I/O ports and /dev/cuse),
+(type 38) and serves /dev/ipmi0; --interface picks a type, and --kcs-port,
+--bt-port or --ssif-address (with --ssif-bus) give the address instead. It needs root (I/O ports and /dev/cuse),
 the cuse module (modprobe cuse), and the kernel's own IPMI driver unloaded
 (modprobe -r ipmi_si ipmi_devintf).
 
@@ -51,6 +52,7 @@ Examples:
   ipmi-cuse                                   # autodetect, serve /dev/ipmi0
   ipmi-cuse --kcs-port 0xca2 --port-io devport
   ipmi-cuse --bt-port 0xe4                    # a BT interface at 0xe4
+  ipmi-cuse --ssif-bus 0 --ssif-address 0x10  # an SSIF BMC on /dev/i2c-0
   ipmi-cuse --bmc sim --device ipmi9          # a simulated BMC, for testing tools
 
 Flags:
@@ -75,6 +77,8 @@ type options struct {
 	iface     string // --interface: "" (any), kcs, bt or ssif
 	btPort    uint
 	btSpacing uint
+	ssifBus   int
+	ssifAddr  uint
 
 	watchdog           bool
 	watchdogDevice     string
@@ -105,9 +109,11 @@ func parseFlags(args []string, out io.Writer) (o options, err error) {
 	fs.StringVar(&o.bmc, "bmc", "kcs", "the BMC to serve: `kcs` (the hardware's system interface, whatever its type; the name is kept for compatibility) or sim (an embedded simulated BMC behind a KCS or, with --interface bt, a BT interface)")
 	fs.UintVar(&o.kcsPort, "kcs-port", 0, "KCS data register I/O `port` (status/command at port+spacing); 0 finds it in SMBIOS type 38")
 	fs.UintVar(&o.kcsSpacing, "kcs-spacing", 1, "register `spacing` in bytes, used with --kcs-port")
-	fs.StringVar(&o.iface, "interface", "", "system interface `type` to serve: kcs, bt or ssif; empty takes the first SMBIOS type 38 describes (--kcs-port and --bt-port imply it)")
+	fs.StringVar(&o.iface, "interface", "", "system interface `type` to serve: kcs, bt or ssif; empty takes the first SMBIOS type 38 describes (--kcs-port, --bt-port and --ssif-address imply it)")
 	fs.UintVar(&o.btPort, "bt-port", 0, "BT control register I/O `port` (buffer at port+spacing, interrupt mask at port+2*spacing); 0 finds it in SMBIOS type 38")
 	fs.UintVar(&o.btSpacing, "bt-spacing", 1, "BT register `spacing` in bytes, used with --bt-port")
+	fs.IntVar(&o.ssifBus, "ssif-bus", -1, "I2C adapter `number` N of an SSIF BMC (/dev/i2c-N); -1 tries every adapter, as ipmi_ssif does (SMBIOS does not name the bus)")
+	fs.UintVar(&o.ssifAddr, "ssif-address", 0, "7-bit SMBus `address` of an SSIF BMC; 0 takes it from SMBIOS type 38")
 	fs.StringVar(&o.portIO, "port-io", "ioport", "how to reach I/O ports: `ioport` (in/out instructions after iopl) or devport (/dev/port)")
 	fs.StringVar(&o.device, "device", "ipmi0", "device `name`: the node is /dev/NAME")
 	o.deviceMode = 0o600
@@ -175,7 +181,8 @@ func parseFlags(args []string, out io.Writer) (o options, err error) {
 		set  bool
 		name string
 		kind sysif.Kind
-	}{{o.kcsPort != 0, "--kcs-port", sysif.KCS}, {o.btPort != 0, "--bt-port", sysif.BT}} {
+	}{{o.kcsPort != 0, "--kcs-port", sysif.KCS}, {o.btPort != 0, "--bt-port", sysif.BT},
+		{o.ssifAddr != 0, "--ssif-address", sysif.SSIF}, {o.ssifBus >= 0, "--ssif-bus", sysif.SSIF}} {
 		if !f.set {
 			continue
 		}
@@ -184,8 +191,11 @@ func parseFlags(args []string, out io.Writer) (o options, err error) {
 		}
 		o.iface = string(f.kind)
 	}
-	if o.kcsPort != 0 && o.btPort != 0 {
-		return o, errors.New("--kcs-port and --bt-port each name the interface to serve; give one")
+	if o.ssifAddr > 0x7F {
+		return o, fmt.Errorf("--ssif-address %#x is not a 7-bit SMBus address (0x01 to 0x7f; SMBIOS's 8-bit form shifted right by one)", o.ssifAddr)
+	}
+	if o.ssifBus < -1 {
+		return o, fmt.Errorf("--ssif-bus %d is not an I2C adapter number", o.ssifBus)
 	}
 	if o.bmc == "sim" && o.iface == string(sysif.SSIF) {
 		return o, errors.New("--bmc sim serves a KCS or BT interface, not SSIF")
@@ -249,22 +259,28 @@ func openBMC(o options, log *slog.Logger, devPort *os.File) (*sysif.Opened, erro
 		iface = sysif.Interface{Kind: sysif.KCS, Base: uint16(o.kcsPort), Spacing: uint16(o.kcsSpacing), Bus: -1, Source: "--kcs-port"}
 	case o.btPort != 0:
 		iface = sysif.Interface{Kind: sysif.BT, Base: uint16(o.btPort), Spacing: uint16(o.btSpacing), Bus: -1, Source: "--bt-port"}
+	case o.ssifAddr != 0:
+		iface = sysif.Interface{Kind: sysif.SSIF, Bus: o.ssifBus, Addr: uint8(o.ssifAddr), Source: "--ssif-address"}
 	default:
 		all, err := sysif.Discover()
 		if err != nil {
-			return nil, fmt.Errorf("finding the BMC's interface: %w (--kcs-port or --bt-port give one)", err)
+			return nil, fmt.Errorf("finding the BMC's interface: %w (--kcs-port, --bt-port or --ssif-address give one)", err)
 		}
 		found, err := sysif.Select(all, sysif.Kind(o.iface))
 		if err != nil {
 			return nil, fmt.Errorf("finding the BMC's interface: %w", err)
 		}
 		iface = found[0]
+		if iface.Kind == sysif.SSIF && o.ssifBus >= 0 {
+			iface.Bus = o.ssifBus
+		}
 	}
 	return sysif.Open(iface, sysif.Options{
 		PortIO:  o.portIO,
 		DevPort: devPort,
 		KCS:     kcs.Config{WaitTimeout: o.kcsWaitTimeout, TransactionTimeout: o.kcsTxTimeout},
 		BT:      bt.Config{TransactionTimeout: o.kcsTxTimeout},
+		SSIF:    ssif.Config{TransactionTimeout: o.kcsTxTimeout},
 		Logger:  log,
 	})
 }

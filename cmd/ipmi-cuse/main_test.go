@@ -52,6 +52,23 @@ func TestParseFlags(t *testing.T) {
 		{name: "kcs and bt ports", args: []string{"--kcs-port", "0xca2", "--bt-port", "0xe4"}, wantErr: true},
 		{name: "bt port too big", args: []string{"--bt-port", "0x10000"}, wantErr: true},
 		{name: "sim ssif", args: []string{"--bmc", "sim", "--interface", "ssif"}, wantErr: true},
+		{name: "ssif address", args: []string{"--ssif-bus", "3", "--ssif-address", "0x10"}, check: func(t *testing.T, o options) {
+			if o.iface != "ssif" || o.ssifBus != 3 || o.ssifAddr != 0x10 {
+				t.Errorf("parsed = %+v", o)
+			}
+		}},
+		{name: "ssif bus alone implies ssif", args: []string{"--ssif-bus", "0"}, check: func(t *testing.T, o options) {
+			if o.iface != "ssif" || o.ssifBus != 0 || o.ssifAddr != 0 {
+				t.Errorf("parsed = %+v", o)
+			}
+		}},
+		{name: "ssif 8-bit address", args: []string{"--ssif-address", "0x20"}, check: func(t *testing.T, o options) {
+			if o.ssifAddr != 0x20 {
+				t.Errorf("parsed = %+v", o)
+			}
+		}},
+		{name: "ssif address too big", args: []string{"--ssif-address", "0x80"}, wantErr: true},
+		{name: "ssif with kcs port", args: []string{"--kcs-port", "0xca2", "--ssif-address", "0x10"}, wantErr: true},
 		{name: "bad port-io", args: []string{"--port-io", "mmio"}, wantErr: true},
 		{name: "port too big", args: []string{"--kcs-port", "0x10000"}, wantErr: true},
 		{name: "zero spacing", args: []string{"--kcs-spacing", "0"}, wantErr: true},
