@@ -54,6 +54,8 @@ type ScriptOptions struct {
 	// Interfaces are the guest's IPMI interfaces, which decide the kernel
 	// modules loaded (nil: KCS only).
 	Interfaces []Interface
+	// Devices is how many /dev/ipmiN the set-up waits for (default 1).
+	Devices int
 	// Files are guest files whose contents are reported after the commands
 	// (the daemon's log is always reported in shim mode).
 	Files []string
@@ -132,6 +134,9 @@ func Script(cmds []Command, o ScriptOptions) (string, error) {
 		files = append(files, GuestDaemonLog)
 	default:
 		return "", fmt.Errorf("guest script: unknown mode %q", o.Mode)
+	}
+	for i := 1; i < o.Devices; i++ {
+		fmt.Fprintf(&b, "i=0; while [ ! -c /dev/ipmi%d ]; do i=$((i+1)); if [ $i -gt %d ]; then echo '@@@SETUP /dev/ipmi%d did not appear within %ds'; break; fi; sleep 0.1; done\n", i, ready*10, i, ready)
 	}
 	seen := map[string]bool{}
 	for _, c := range cmds {

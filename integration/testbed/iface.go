@@ -20,6 +20,9 @@ const (
 // (QEMU's default, 0, is not a usable address).
 const SSIFAddress = 0x10
 
+// OrKCS returns i, or KCS when i is empty.
+func (i Interface) OrKCS() Interface { return i.orKCS() }
+
 // orKCS returns i, or KCS when i is empty.
 func (i Interface) orKCS() Interface {
 	if i == "" {

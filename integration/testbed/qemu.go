@@ -26,6 +26,9 @@ type BMC struct {
 	// Interface is the system interface the guest reaches the BMC through
 	// (default KCS).
 	Interface Interface
+	// SimProps are extra properties of the internal BMC (e.g.
+	// "fwrev1=2,product_id=4242", to tell two BMCs apart).
+	SimProps string
 }
 
 // Interfaces lists the interfaces of the BMCs, in the order given.
@@ -107,6 +110,9 @@ func (b BMC) qemuArgs(i int) []string {
 		sim := "ipmi-bmc-sim,id=" + id
 		if b.FRUData != "" {
 			sim += ",frudatafile=" + b.FRUData + ",fruareasize=256"
+		}
+		if b.SimProps != "" {
+			sim += "," + b.SimProps
 		}
 		args = append(args, "-device", sim)
 	}
