@@ -35,6 +35,7 @@ func probeBins(t *testing.T) map[string]string {
 var probeCommands = []testbed.Command{
 	{Name: "uroot", Args: []string{probeGuestPath, "uroot"}, Timeout: 120},
 	{Name: "badinput", Args: []string{probeGuestPath, "badinput"}, Timeout: 300},
+	{Name: "wakeups", Args: []string{probeGuestPath, "wakeups"}, Timeout: 120},
 }
 
 // kernelTelltales must appear in the kernel run's stdout: they prove the
@@ -64,6 +65,11 @@ var kernelTelltales = map[string][]string{
 		"flood_drain: missing=0 duplicated=0 bad=0 empty",
 		"after_dying_children: ok msgid=600 cc=00",
 		"open_many: 30 opened, then EBUSY",
+	},
+	"wakeups": {
+		"epoll_et: 10 of 10 woken",
+		"second_thread: 10 of 10 woken",
+		"after_ready: 10 of 10 woken",
 	},
 }
 

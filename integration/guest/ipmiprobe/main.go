@@ -30,7 +30,7 @@ var devPath = "/dev/ipmi0"
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: ipmiprobe uroot|badinput|bench|micro|child [flags]")
+		fmt.Fprintln(os.Stderr, "usage: ipmiprobe uroot|badinput|bench|micro|child|flood|pat|msghandler|wdioc|wakeups [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -51,6 +51,8 @@ func main() {
 		err = runMsgHandler(os.Args[2:])
 	case "wdioc":
 		err = runWatchdogIoctls()
+	case "wakeups":
+		err = runWakeups(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown subcommand %q", os.Args[1])
 	}
