@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"syscall"
 	"time"
@@ -91,7 +92,9 @@ func (s *Server) dispatch(msg []byte) {
 		}
 		return
 	}
-	s.log.Debug("cuse: request", "op", opName(hdr.Opcode), "unique", hdr.Unique, "pid", hdr.Pid, "len", len(msg))
+	if s.log.Enabled(s.baseCtx, slog.LevelDebug) { // the arguments would allocate at any level
+		s.log.Debug("cuse: request", "op", opName(hdr.Opcode), "unique", hdr.Unique, "pid", hdr.Pid, "len", len(msg))
+	}
 
 	var handle func(ctx context.Context, hdr *fuse.InHeader, msg []byte)
 	switch hdr.Opcode {
@@ -131,11 +134,11 @@ func (s *Server) dispatch(msg []byte) {
 	r := s.register(hdr.Unique)
 	s.handlers.Add(1)
 	msg = bytes.Clone(msg)
-	go func() {
+	go func(hdr fuse.InHeader) { // a copy: the inline paths' header stays on the stack
 		defer s.handlers.Done()
 		defer s.unregister(r)
 		handle(r.ctx, &hdr, msg)
-	}()
+	}(hdr)
 }
 
 // register records an outstanding request so INTERRUPT can find it; an
@@ -320,43 +323,51 @@ func (s *Server) doIoctl(ctx context.Context, hdr *fuse.InHeader, msg []byte) {
 		return
 	}
 	out := of.file.Ioctl(ctx, &IoctlIn{Cmd: in.Cmd, Arg: in.Arg, Flags: in.Flags, In: data, OutSize: in.OutSize})
-	reply, errno, problem := ioctlReply(&in, &out)
+	bp := getMsg()
+	reply, errno, problem := ioctlReply((*bp)[:outHeaderSize], &in, &out)
 	if problem != "" {
 		s.log.Warn("cuse: device ioctl reply rejected: "+problem, "cmd", fmt.Sprintf("%#x", in.Cmd),
 			"errno", errno, "unique", hdr.Unique)
 	}
 	if errno != 0 {
+		putMsg(bp, reply)
 		s.sendErr(hdr.Unique, errno)
 		return
 	}
-	s.send(hdr.Unique, reply...)
+	h := fuse.OutHeader{Length: uint32(len(reply)), Unique: hdr.Unique}
+	encode(reply[:0], &h)
+	s.write(reply)
+	putMsg(bp, reply)
 }
 
-// ioctlReply turns a device's IoctlOut into the payload of a FUSE_IOCTL
-// reply, enforcing the limits the kernel would otherwise answer with an
-// error of its own: it returns the errno the caller should get instead, and
-// a description when the device asked for something the kernel refuses.
-func ioctlReply(in *fuse.IoctlIn, out *IoctlOut) (reply [][]byte, errno syscall.Errno, problem string) {
+// ioctlReply appends the payload of a FUSE_IOCTL reply for a device's
+// IoctlOut to dst (which holds room for the out header), enforcing the
+// limits the kernel would otherwise answer with an error of its own: it
+// returns the errno the caller should get instead, and a description when
+// the device asked for something the kernel refuses.
+func ioctlReply(dst []byte, in *fuse.IoctlIn, out *IoctlOut) (reply []byte, errno syscall.Errno, problem string) {
 	if out.Errno != 0 {
-		return nil, out.Errno, ""
+		return dst, out.Errno, ""
 	}
 	if !out.Retry {
 		if uint64(len(out.Out)) > uint64(in.OutSize) {
-			return nil, syscall.EIO, fmt.Sprintf("%d output bytes for out_size %d", len(out.Out), in.OutSize)
+			return dst, syscall.EIO, fmt.Sprintf("%d output bytes for out_size %d", len(out.Out), in.OutSize)
 		}
 		o := fuse.IoctlOut{Result: out.Result}
-		return [][]byte{encode(nil, &o), out.Out}, 0, ""
+		return append(encode(dst, &o), out.Out...), 0, ""
 	}
 	if in.Flags&fuse.IOCTL_UNRESTRICTED == 0 {
-		return nil, syscall.EIO, "retry on a restricted ioctl"
+		return dst, syscall.EIO, "retry on a restricted ioctl"
 	}
 	limit := uint64(math.MaxUint64)
 	if in.Flags&fuse.IOCTL_COMPAT != 0 {
 		limit = math.MaxUint32
 	}
+	// The struct goes first, its counts known once the iovecs are.
+	at := len(dst)
+	reply = encode(dst, &fuse.IoctlOut{})
 	// Zero-length iovecs change neither the data copied in nor where output
 	// lands, so drop them; the kernel limits then apply to what remains.
-	iovs := make([]byte, 0, ioctlIovecSize*(len(out.InIovs)+len(out.OutIovs)))
 	count := func(vs []Iovec) (int, syscall.Errno, string) {
 		n := 0
 		var total uint64
@@ -370,32 +381,33 @@ func ioctlReply(in *fuse.IoctlIn, out *IoctlOut) (reply [][]byte, errno syscall.
 			if v.Len > ioctlMaxData-total {
 				return 0, syscall.ENOMEM, fmt.Sprintf("iovecs total more than %d bytes", ioctlMaxData)
 			}
-			if len(iovs)/ioctlIovecSize >= fuse.FUSE_IOCTL_MAX_IOV {
+			if (len(reply)-at-ioctlOutSize)/ioctlIovecSize >= fuse.FUSE_IOCTL_MAX_IOV {
 				return 0, syscall.ENOMEM, fmt.Sprintf("more than %d iovecs", fuse.FUSE_IOCTL_MAX_IOV)
 			}
 			total += v.Len
 			n++
 			iov := ioctlIovec(v)
-			iovs = encode(iovs, &iov)
+			reply = encode(reply, &iov)
 		}
 		return n, 0, ""
 	}
 	nIn, errno, p := count(out.InIovs)
 	if errno != 0 {
-		return nil, errno, p
+		return reply[:at], errno, p
 	}
 	nOut, errno, p := count(out.OutIovs)
 	if errno != 0 {
-		return nil, errno, p
+		return reply[:at], errno, p
 	}
 	if nIn+nOut == 0 {
-		return nil, syscall.EIO, "retry asks for no memory (the kernel would retry forever)"
+		return reply[:at], syscall.EIO, "retry asks for no memory (the kernel would retry forever)"
 	}
 	if len(out.Out) > 0 {
 		problem = "output data on a retry reply is ignored"
 	}
 	o := fuse.IoctlOut{Flags: fuse.IOCTL_RETRY, InIovs: uint32(nIn), OutIovs: uint32(nOut)}
-	return [][]byte{encode(nil, &o), iovs}, 0, problem
+	encode(reply[at:at], &o)
+	return reply, 0, problem
 }
 
 func (s *Server) doPoll(_ context.Context, hdr *fuse.InHeader, msg []byte) {
@@ -416,7 +428,8 @@ func (s *Server) doPoll(_ context.Context, hdr *fuse.InHeader, msg []byte) {
 		wake = s.wakeFunc(of, in.Kh)
 	}
 	out := pollOut{Revents: of.file.Poll(wake)}
-	s.send(hdr.Unique, encode(nil, &out))
+	var b [pollOutSize]byte // the reply is copied out: no allocation
+	s.send(hdr.Unique, encode(b[:0], &out))
 }
 
 // wakeFunc returns the one-shot func a File calls when its readiness may
@@ -439,14 +452,15 @@ func (s *Server) wakeFunc(of *openFile, kh uint64) func() {
 // notifyPoll sends FUSE_NOTIFY_POLL for kh.
 func (s *Server) notifyPoll(kh uint64) {
 	w := notifyPollWakeup{Kh: kh}
-	msg := make([]byte, 0, outHeaderSize+notifyPollWakeupOut)
+	bp := getMsg()
 	h := fuse.OutHeader{Length: outHeaderSize + notifyPollWakeupOut, Status: notifyPoll, Unique: 0}
-	msg = encode(msg, &h)
+	msg := encode((*bp)[:0], &h)
 	msg = encode(msg, &w)
 	s.c.notifications.Add(1)
 	if err := s.write(msg); err != nil {
 		s.log.Debug("cuse: poll notification not delivered", "kh", kh, "err", err)
 	}
+	putMsg(bp, msg)
 }
 
 // sendErr writes a header-only reply with errno (0 = success, no payload).
@@ -458,7 +472,11 @@ func (s *Server) sendErr(unique uint64, errno syscall.Errno) error {
 		errno = syscall.ERANGE
 	}
 	h := fuse.OutHeader{Length: outHeaderSize, Status: -int32(errno), Unique: unique}
-	return s.write(encode(nil, &h))
+	bp := getMsg()
+	msg := encode((*bp)[:0], &h)
+	err := s.write(msg)
+	putMsg(bp, msg)
+	return err
 }
 
 // send writes a successful reply: header plus the concatenated parts, in a
@@ -469,11 +487,14 @@ func (s *Server) send(unique uint64, parts ...[]byte) error {
 		total += len(p)
 	}
 	h := fuse.OutHeader{Length: uint32(total), Unique: unique}
-	msg := encode(make([]byte, 0, total), &h)
+	bp := getMsg()
+	msg := encode((*bp)[:0], &h)
 	for _, p := range parts {
 		msg = append(msg, p...)
 	}
-	return s.write(msg)
+	err := s.write(msg)
+	putMsg(bp, msg)
+	return err
 }
 
 // errReplyUnknown means the kernel no longer waits for the request a reply
@@ -484,7 +505,7 @@ var errReplyUnknown = errors.New("kernel has no such request")
 func (s *Server) write(msg []byte) error {
 	for {
 		s.c.writes.Add(1) // before the write: whoever sees the reply sees it counted
-		n, err := rawWrite(s.ch, msg)
+		n, err := s.rawWrite(msg)
 		switch {
 		case err == nil && n == len(msg):
 			return nil

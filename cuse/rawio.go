@@ -3,6 +3,7 @@ package cuse
 import (
 	"io"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -69,22 +70,85 @@ func (r *chanReader) next() (int, error) {
 	return r.n, r.err
 }
 
-// rawWrite writes one message to f with a raw write(2).
-func rawWrite(f *os.File, msg []byte) (int, error) {
+// chanConn is a channel file with its RawConn, made once per channel.
+type chanConn struct {
+	f  *os.File
+	rc syscall.RawConn
+}
+
+// conn returns the RawConn of the current channel, without allocating once
+// it has been made.
+func (s *Server) conn() (syscall.RawConn, error) {
+	f := s.ch
+	if c := s.rconn.Load(); c != nil && c.f == f {
+		return c.rc, nil
+	}
 	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	s.rconn.Store(&chanConn{f: f, rc: rc})
+	return rc, nil
+}
+
+// chanWriter is one raw write(2) of a message, pooled with its bound
+// function so a write allocates nothing.
+type chanWriter struct {
+	msg   []byte
+	n     uintptr
+	errno syscall.Errno
+	fn    func(fd uintptr) bool // w.write, bound once
+}
+
+var writerPool = sync.Pool{New: func() any {
+	w := &chanWriter{}
+	w.fn = w.write
+	return w
+}}
+
+func (w *chanWriter) write(fd uintptr) bool {
+	w.n, _, w.errno = unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&w.msg[0])), uintptr(len(w.msg)))
+	return w.errno != unix.EAGAIN
+}
+
+// rawWrite writes one message to the channel with a raw write(2).
+func (s *Server) rawWrite(msg []byte) (int, error) {
+	rc, err := s.conn()
 	if err != nil {
 		return 0, err
 	}
-	var n uintptr
-	var errno syscall.Errno
-	if err := rc.Write(func(fd uintptr) bool {
-		n, _, errno = unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&msg[0])), uintptr(len(msg)))
-		return errno != unix.EAGAIN
-	}); err != nil {
+	w := writerPool.Get().(*chanWriter)
+	w.msg = msg
+	err = rc.Write(w.fn)
+	n, errno := int(w.n), w.errno
+	w.msg = nil
+	writerPool.Put(w)
+	if err != nil {
 		return 0, err
 	}
 	if errno != 0 {
 		return 0, errno
 	}
-	return int(n), nil
+	return n, nil
+}
+
+// msgPool holds reply buffers: a reply is built, written and done with
+// before send returns.
+var msgPool = sync.Pool{New: func() any {
+	b := make([]byte, 0, 512)
+	return &b
+}}
+
+// maxPooledMsg is the largest buffer kept for reuse; bigger ones (large
+// ioctl outputs) go to the garbage collector.
+const maxPooledMsg = 16 << 10
+
+func getMsg() *[]byte { return msgPool.Get().(*[]byte) }
+
+func putMsg(b *[]byte, used []byte) {
+	if cap(used) > maxPooledMsg {
+		return
+	}
+	*b = used[:0]
+	msgPool.Put(b)
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -104,8 +105,9 @@ type Server struct {
 	maxRead  uint32
 	maxWrite uint32
 
-	ch *os.File
-	c  counters
+	ch    *os.File
+	rconn atomic.Pointer[chanConn] // ch's RawConn (rawio.go)
+	c     counters
 
 	mu       sync.Mutex
 	files    map[uint64]*openFile // fh → open file
