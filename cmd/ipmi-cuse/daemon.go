@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ipmi-cuse/ipmi-cuse/cuse"
@@ -48,7 +50,7 @@ func run(ctx context.Context, o options, log *slog.Logger) (err error) {
 		}
 	}
 	devPort := tk.hardware(hwDevPort)
-	bmc, err := openBMC(o, log, devPort)
+	bmc, rest, err := openBMC(o, log, devPort)
 	if err != nil {
 		return err
 	}
@@ -204,6 +206,22 @@ func run(ctx context.Context, o options, log *slog.Logger) (err error) {
 	for i, d := range devices {
 		servers[i] = d.Server
 	}
+	// Further interfaces, each with its own stack, as /dev/ipmi1... Not
+	// after an upgrade: the hand-over carries one engine, so with several
+	// interfaces SIGHUP does not upgrade (see below).
+	var more []*bmcStack
+	if tk == nil && len(rest) > 0 {
+		more = startMoreStacks(ctx, o, log, rest, gid)
+	}
+	defer func() {
+		for i := len(more) - 1; i >= 0; i-- {
+			more[i].stop(o, log)
+		}
+	}()
+	allServers := append([]*cuse.Server(nil), servers...)
+	for _, m := range more {
+		allServers = append(allServers, m.srv)
+	}
 
 	// The built-in patter runs on its own: it must stop the BMC timer
 	// while the engine still runs, after the devices are gone, and an
@@ -222,8 +240,18 @@ func run(ctx context.Context, o options, log *slog.Logger) (err error) {
 		return err
 	}
 	defer waitMetrics()
-	errs := make(chan error, len(servers))
+	errs := make(chan error, len(allServers))
 	var wg sync.WaitGroup
+	for _, m := range more {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := m.srv.Serve(serveCtx); err != nil {
+				errs <- fmt.Errorf("serving %s: %w", m.srv.DevPath(), err)
+				stopServing()
+			}
+		}()
+	}
 	for _, d := range devices {
 		wg.Add(1)
 		go func() {
@@ -247,15 +275,24 @@ func run(ctx context.Context, o options, log *slog.Logger) (err error) {
 	}
 	up = &upgrader{o: o, log: log, d: &handover.Daemon{Devices: devices, Engine: engine, IPMI: dev, Handler: handler,
 		Watchdog: wd, Patter: patter, Hardware: hw, Logger: log}}
-	defer up.listen(serveCtx)()
-	if waitReady(serveCtx, servers) {
+	if len(more) == 0 {
+		defer up.listen(serveCtx)()
+	} else {
+		signal.Ignore(syscall.SIGHUP)
+		log.Warn("serving several interfaces: SIGHUP does not upgrade (the hand-over carries one interface); restart to upgrade")
+	}
+	if waitReady(serveCtx, allServers) {
 		if err := tk.ready(); err != nil {
 			log.Error("the previous process did not take our answer; stopping", "err", err)
 			stopServing()
 		}
-		paths := make([]string, len(servers))
-		for i, srv := range servers {
+		paths := make([]string, len(allServers))
+		for i, srv := range allServers {
 			paths[i] = srv.DevPath()
+		}
+		for _, m := range more {
+			log.Info("ipmi-cuse serving a further interface", "device", m.srv.DevPath(), "bmc", m.bmc.What,
+				"bmc_ipmi_version", fmt.Sprintf("%d.%d", m.id.ipmiVersion>>4, m.id.ipmiVersion&0xF))
 		}
 		if tk == nil {
 			// After an upgrade the previous process said READY=1 for us.
@@ -310,6 +347,9 @@ func run(ctx context.Context, o options, log *slog.Logger) (err error) {
 	}
 	args = append(args, "cuse_requests", cuseReqs, "cuse_notifies", cuseNotifies)
 	log.Info("ipmi-cuse stopped cleanly", args...)
+	for _, m := range more {
+		log.Info("ipmi-cuse stopped cleanly", m.counters()...)
+	}
 	return nil
 }
 

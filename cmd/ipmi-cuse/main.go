@@ -38,18 +38,22 @@ ipmi-cuse replaces the kernel's IPMI driver stack (ipmi_si, ipmi_msghandler,
 ipmi_devintf) in userspace. It serves /dev/ipmi0 through CUSE with the
 kernel's ioctl ABI, so ipmitool, freeipmi and other /dev/ipmi0 clients work
 unchanged, and drives the BMC's system interface (KCS or BT over I/O ports,
-SSIF over /dev/i2c-N) itself. One engine owns the
-hardware; watchdog requests (Set/Reset/Get Watchdog Timer) go ahead of
-application requests, and every wait on the BMC has a deadline.
+SSIF over /dev/i2c-N) itself. One engine per interface owns the hardware;
+watchdog requests (Set/Reset/Get Watchdog Timer) go ahead of application
+requests, and every wait on the BMC has a deadline.
 
-With no flags it finds the interface in the firmware's SMBIOS tables
-(type 38) and serves /dev/ipmi0; --interface picks a type, and --kcs-port,
---bt-port or --ssif-address (with --ssif-bus) give the address instead. It needs root (I/O ports and /dev/cuse),
-the cuse module (modprobe cuse), and the kernel's own IPMI driver unloaded
-(modprobe -r ipmi_si ipmi_devintf).
+With no flags it finds the interfaces in the firmware's SMBIOS tables
+(type 38) and serves each, numbered as the kernel numbers them (/dev/ipmi0,
+/dev/ipmi1...: KCS and BT before SSIF); the watchdog and the metrics follow
+the first, and with several interfaces SIGHUP does not upgrade.
+--interface picks one type, --device one interface, and --kcs-port,
+--bt-port or --ssif-address (with --ssif-bus) give the address instead. It
+needs root (I/O ports, /dev/i2c-N and /dev/cuse), the cuse module (modprobe
+cuse; i2c-dev for SSIF), and the kernel's own IPMI driver unloaded
+(modprobe -r ipmi_si ipmi_ssif ipmi_devintf).
 
 Examples:
-  ipmi-cuse                                   # autodetect, serve /dev/ipmi0
+  ipmi-cuse                                   # autodetect, serve /dev/ipmi0 (and ipmi1... for more BMCs)
   ipmi-cuse --kcs-port 0xca2 --port-io devport
   ipmi-cuse --bt-port 0xe4                    # a BT interface at 0xe4
   ipmi-cuse --ssif-bus 0 --ssif-address 0x10  # an SSIF BMC on /dev/i2c-0
@@ -74,6 +78,7 @@ type options struct {
 	kcsTxTimeout     time.Duration
 	probeInterval    time.Duration
 
+	deviceSet bool   // --device was given: serve one interface
 	iface     string // --interface: "" (any), kcs, bt or ssif
 	btPort    uint
 	btSpacing uint
@@ -115,7 +120,7 @@ func parseFlags(args []string, out io.Writer) (o options, err error) {
 	fs.IntVar(&o.ssifBus, "ssif-bus", -1, "I2C adapter `number` N of an SSIF BMC (/dev/i2c-N); -1 tries every adapter, as ipmi_ssif does (SMBIOS does not name the bus)")
 	fs.UintVar(&o.ssifAddr, "ssif-address", 0, "7-bit SMBus `address` of an SSIF BMC; 0 takes it from SMBIOS type 38")
 	fs.StringVar(&o.portIO, "port-io", "ioport", "how to reach I/O ports: `ioport` (in/out instructions after iopl) or devport (/dev/port)")
-	fs.StringVar(&o.device, "device", "ipmi0", "device `name`: the node is /dev/NAME")
+	fs.StringVar(&o.device, "device", "ipmi0", "device `name`: the node is /dev/NAME; giving it serves one interface, without it every interface SMBIOS describes is served (the first as NAME, the others as ipmi1, ipmi2...)")
 	o.deviceMode = 0o600
 	fs.Var(&o.deviceMode, "device-mode", "permission `bits` of the device node, in octal (the kernel's node is 0600)")
 	fs.StringVar(&o.deviceGroup, "device-group", "", "`group` (name or number) owning the device node; empty leaves root")
@@ -141,6 +146,7 @@ func parseFlags(args []string, out io.Writer) (o options, err error) {
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
+	fs.Visit(func(f *flag.Flag) { o.deviceSet = o.deviceSet || f.Name == "device" })
 	if err := checkWatchdogParams(); err != nil {
 		return o, err
 	}
@@ -249,10 +255,15 @@ func main() {
 
 // openBMC opens the interface to serve: the hardware's (from flags or
 // SMBIOS type 38), or the embedded simulated BMC's.
-func openBMC(o options, log *slog.Logger, devPort *os.File) (*sysif.Opened, error) {
+//
+// With no selection (no --interface, --device or address flag) it also
+// returns the further interfaces SMBIOS describes, in the kernel's order,
+// for startMoreStacks.
+func openBMC(o options, log *slog.Logger, devPort *os.File) (*sysif.Opened, []sysif.Interface, error) {
 	if o.bmc == "sim" {
-		return openSim(o, log), nil
+		return openSim(o, log), nil, nil
 	}
+	var rest []sysif.Interface
 	var iface sysif.Interface
 	switch {
 	case o.kcsPort != 0:
@@ -264,25 +275,36 @@ func openBMC(o options, log *slog.Logger, devPort *os.File) (*sysif.Opened, erro
 	default:
 		all, err := sysif.Discover()
 		if err != nil {
-			return nil, fmt.Errorf("finding the BMC's interface: %w (--kcs-port, --bt-port or --ssif-address give one)", err)
+			return nil, nil, fmt.Errorf("finding the BMC's interface: %w (--kcs-port, --bt-port or --ssif-address give one)", err)
 		}
 		found, err := sysif.Select(all, sysif.Kind(o.iface))
 		if err != nil {
-			return nil, fmt.Errorf("finding the BMC's interface: %w", err)
+			return nil, nil, fmt.Errorf("finding the BMC's interface: %w", err)
+		}
+		for i := range found {
+			if found[i].Kind == sysif.SSIF && o.ssifBus >= 0 {
+				found[i].Bus = o.ssifBus
+			}
 		}
 		iface = found[0]
-		if iface.Kind == sysif.SSIF && o.ssifBus >= 0 {
-			iface.Bus = o.ssifBus
+		if o.iface == "" && !o.deviceSet {
+			rest = found[1:]
 		}
 	}
-	return sysif.Open(iface, sysif.Options{
+	b, err := sysif.Open(iface, sysifOptions(o, log, devPort))
+	return b, rest, err
+}
+
+// sysifOptions are the transports' settings from the flags.
+func sysifOptions(o options, log *slog.Logger, devPort *os.File) sysif.Options {
+	return sysif.Options{
 		PortIO:  o.portIO,
 		DevPort: devPort,
 		KCS:     kcs.Config{WaitTimeout: o.kcsWaitTimeout, TransactionTimeout: o.kcsTxTimeout},
 		BT:      bt.Config{TransactionTimeout: o.kcsTxTimeout},
 		SSIF:    ssif.Config{TransactionTimeout: o.kcsTxTimeout},
 		Logger:  log,
-	})
+	}
 }
 
 // openSim returns the embedded simulated BMC behind a KCS or BT interface.

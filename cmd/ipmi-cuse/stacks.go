@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/ipmi-cuse/ipmi-cuse/cuse"
+	"github.com/ipmi-cuse/ipmi-cuse/ioctl"
+	"github.com/ipmi-cuse/ipmi-cuse/msghandler"
+	"github.com/ipmi-cuse/ipmi-cuse/sched"
+	"github.com/ipmi-cuse/ipmi-cuse/sysif"
+)
+
+// bmcStack serves one more BMC interface beside the first: its own
+// engine (queues, priority lane, health), message handler and /dev/ipmiN.
+// The first interface is served by run itself, with the watchdog, the
+// metrics and the upgrade hand-over, which know one engine.
+type bmcStack struct {
+	bmc     *sysif.Opened
+	name    string // device name, ipmiN
+	engine  *sched.Engine
+	handler *msghandler.Handler
+	dev     *ioctl.Device
+	srv     *cuse.Server
+	id      deviceID
+	// devA is dev for the engine goroutine (flagsWanted), set once built.
+	devA atomic.Pointer[ioctl.Device]
+}
+
+// startMoreStacks opens the further interfaces discovery found and starts
+// a stack for each that answers Get Device ID, named ipmi1, ipmi2... in
+// the kernel's order over those that answer. One that fails is left out
+// with an error in the log, as the kernel registers only the interfaces
+// that answer.
+func startMoreStacks(ctx context.Context, o options, log *slog.Logger, rest []sysif.Interface, gid int) []*bmcStack {
+	var stacks []*bmcStack
+	for _, i := range rest {
+		b, err := sysif.Open(i, sysifOptions(o, log, nil))
+		if err != nil {
+			log.Error("not serving an interface", "interface", i.String(), "err", err)
+			continue
+		}
+		s, err := startStack(ctx, o, log, b)
+		if err != nil {
+			b.Close()
+			log.Error("not serving an interface", "interface", i.String(), "err", err)
+			continue
+		}
+		name := "ipmi" + strconv.Itoa(len(stacks)+1)
+		if err := checkNoKernelDriver(name); err != nil {
+			s.stop(o, log)
+			log.Error("not serving an interface", "interface", i.String(), "err", err)
+			continue
+		}
+		s.serve(o, log, name, gid)
+		stacks = append(stacks, s)
+	}
+	return stacks
+}
+
+// startStack builds the engine and the message handler of one opened
+// interface and asks the BMC for its device ID, as ipmi_si does before it
+// registers an interface. On error it releases what it built but the
+// interface.
+func startStack(ctx context.Context, o options, log *slog.Logger, bmc *sysif.Opened) (*bmcStack, error) {
+	s := &bmcStack{bmc: bmc}
+	log = log.With("bmc", bmc.Interface.String())
+	s.handler = msghandler.New(msghandler.Config{
+		Logger: log,
+		OnPretimeout: func() {
+			log.Error("BMC watchdog pretimeout on a BMC the watchdog does not drive: someone else armed its watchdog and nobody patted it in time")
+		},
+	})
+	ecfg := sched.Config{
+		ProbeInterval: o.probeInterval,
+		Logger:        log,
+		OnAttention:   s.handler.HandleAttention,
+	}
+	if bmc.Attention != nil {
+		ecfg.Attention = msghandler.AttentionCheck(attentionFunc(bmc.Attention))
+	}
+	if bmc.SSIF != nil {
+		due := ecfg.Attention
+		ecfg.Attention = func() bool { return due() && flagsWanted(false, s.handler, s.devA.Load()) }
+	}
+	s.engine = sched.New(bmc.Transport, ecfg)
+	var err error
+	s.id, err = getDeviceID(ctx, s.engine, o.kcsTxTimeout+time.Second)
+	if err != nil {
+		s.engine.Close()
+		return nil, fmt.Errorf("the BMC (%s) does not answer Get Device ID: %w", bmc.What, err)
+	}
+	s.dev = ioctl.NewDevice(ioctl.Config{
+		Submit:                   s.engine.Submit,
+		Logger:                   log,
+		PriorityWatchdogCommands: o.priorityWatchdog,
+		RequestTimeout:           o.requestTimeout,
+		Bridge:                   s.handler,
+	})
+	s.devA.Store(s.dev)
+	if err := s.handler.Start(ctx, s.engine.Submit, s.dev); err != nil {
+		log.Warn("message handler start-up incomplete: IPMB/LAN bridging or events may be unavailable", "err", err)
+	}
+	return s, nil
+}
+
+// serve gives the stack its device node, /dev/name.
+func (s *bmcStack) serve(o options, log *slog.Logger, name string, gid int) {
+	s.name = name
+	s.srv = cuse.New(cuse.Config{
+		DevName: name,
+		Mode:    os.FileMode(o.deviceMode),
+		UID:     -1,
+		GID:     gid,
+		Logger:  log.With("device", name),
+		// /dev/ipmiN's ioctls only queue requests and dequeue replies.
+		InlineIoctl: true,
+	}, s.dev)
+}
+
+// stop closes the message handler, lets the engine complete what is left
+// and releases the interface.
+func (s *bmcStack) stop(o options, log *slog.Logger) {
+	s.handler.Close()
+	sctx, cancel := context.WithTimeout(context.Background(), o.kcsTxTimeout+time.Second)
+	defer cancel()
+	if err := s.engine.Shutdown(sctx); err != nil {
+		log.Warn("engine shutdown", "device", s.name, "err", err)
+	}
+	if err := s.bmc.Close(); err != nil {
+		log.Warn("closing the interface", "device", s.name, "err", err)
+	}
+}
+
+// counters are the stack's engine and transport counters for the last
+// log line.
+func (s *bmcStack) counters() []any {
+	es := s.engine.Stats()
+	args := []any{"device", s.name, "completed_normal", es.CompletedNormal, "completed_priority", es.CompletedPriority,
+		"expired_in_queue", es.Expired, "failed_fast", es.FailedFast, "probes", es.Probes}
+	if h := s.bmc.KCS; h != nil {
+		ks := h.Stats()
+		args = append(args, "kcs_transactions", ks.Transactions, "kcs_failures", ks.Failures)
+	}
+	if h := s.bmc.BT; h != nil {
+		bs := h.Stats()
+		args = append(args, "bt_transactions", bs.Transactions, "bt_failures", bs.Failures)
+	}
+	if h := s.bmc.SSIF; h != nil {
+		ss := h.Stats()
+		args = append(args, "ssif_transactions", ss.Transactions, "ssif_failures", ss.Failures)
+	}
+	return args
+}
