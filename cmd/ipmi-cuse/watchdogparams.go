@@ -36,7 +36,7 @@ ipmi_watchdog module parameters and their flags (same defaults):
   start_now=0           --watchdog-start-now
   nowayout=0            --watchdog-nowayout
   panic_wdt_timeout=255 --watchdog-panic-timeout 255
-  ifnum_to_use=-1       --watchdog-ifnum -1 (ipmi-cuse serves one interface: -1 or 0)
+  ifnum_to_use=-1       --watchdog-ifnum -1 (ipmi-cuse's watchdog drives the first interface: -1 or 0)
 
 At start, with --watchdog or --watchdog-device, ipmi-cuse does what
 ipmi_watchdog does when it registers: it stops the BMC timer with its own
@@ -103,7 +103,7 @@ func addWatchdogParamFlags(fs *flag.FlagSet, p *watchdogParams) func() error {
 	preop := fs.String("watchdog-preop", "none", "what a pretimeout does on the watchdog device: `none`, give-data (readable, POLLIN; no SIGIO) or panic (crash the kernel via sysrq) (ipmi_watchdog's preop)")
 	p.panicTimeout = watchdog.DefaultPanicTimeout
 	fs.Var(seconds{&p.panicTimeout}, "watchdog-panic-timeout", "countdown armed when ipmi-cuse stops while the BMC timer runs; 0 leaves it (ipmi_watchdog's panic_wdt_timeout; see below)")
-	fs.IntVar(&p.ifnum, "watchdog-ifnum", -1, "IPMI interface number for the watchdog (ipmi_watchdog's ifnum_to_use); -1 is the first, and ipmi-cuse serves one, number 0")
+	fs.IntVar(&p.ifnum, "watchdog-ifnum", -1, "IPMI interface number for the watchdog (ipmi_watchdog's ifnum_to_use); -1 is the first, and ipmi-cuse's watchdog drives the first, number 0")
 	fs.BoolVar(&p.genericAPI, "watchdog-generic-api", false, "answer /dev/watchdog ioctls as the generic Linux watchdog API instead of as ipmi_watchdog")
 	return func() (err error) {
 		if p.preOp, err = watchdog.ParsePreOp(*preop); err != nil {
@@ -113,7 +113,7 @@ func addWatchdogParamFlags(fs *flag.FlagSet, p *watchdogParams) func() error {
 			return fmt.Errorf("--watchdog-panic-timeout %v outside [0, %v]", p.panicTimeout, watchdog.MaxTimeout)
 		}
 		if p.ifnum != -1 && p.ifnum != 0 {
-			return fmt.Errorf("--watchdog-ifnum %d: ipmi-cuse serves one IPMI interface, number 0 (use -1 or 0)", p.ifnum)
+			return fmt.Errorf("--watchdog-ifnum %d: ipmi-cuse's watchdog drives the first IPMI interface, number 0 (use -1 or 0)", p.ifnum)
 		}
 		return nil
 	}
