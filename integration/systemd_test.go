@@ -15,7 +15,9 @@ import (
 // would, starts it with systemctl, and runs ipmitool mc info through it:
 // the unit's modprobe of cuse, its defaults file and its ExecStart= work
 // under a real service manager; --version works and the metrics turned on
-// in the defaults file are served.
+// in the defaults file are served, and every thread of the daemon has
+// dropped every capability and set no_new_privs (after a reload too, once
+// the unit has ExecReload=).
 func TestSystemdUnit(t *testing.T) {
 	for _, k := range []testbed.Kernel{testbed.Kernel61, testbed.Kernel612} {
 		t.Run(string(k), func(t *testing.T) {
@@ -39,6 +41,14 @@ if wait_dev 30; then echo '@@@SETUP ok'; else echo '@@@SETUP /dev/ipmi0 did not 
 run pid1 10 cat /proc/1/comm
 run mc_info 60 ipmitool mc info
 run active 10 systemctl is-active ipmi-cuse
+pid=$(main_pid ipmi-cuse)
+thread_caps $pid >/tmp/caps; run caps 10 cat /tmp/caps
+run fds 10 ls -l /proc/$pid/fd
+if [ "$(systemctl show -p CanReload --value ipmi-cuse)" = yes ]; then
+	run reload 120 systemctl reload ipmi-cuse
+	thread_caps $(main_pid ipmi-cuse) >/tmp/caps; run caps_after_reload 10 cat /tmp/caps
+	run mc_info_after_reload 60 ipmitool mc info
+fi
 run version 10 /usr/sbin/ipmi-cuse --version
 run metrics 30 wget -q -O - http://127.0.0.1:9101/metrics
 run modules 10 sh -c 'grep -o "^[a-z_]*" /proc/modules | sort'
@@ -79,6 +89,21 @@ journal ipmi-cuse
 					}
 				}
 			}
+			checkThreadCaps(t, out.Command("caps"))
+			if c := out.Command("reload"); c != nil {
+				if c.Exit != 0 {
+					t.Errorf("systemctl reload: %+v", c)
+				}
+				checkThreadCaps(t, out.Command("caps_after_reload"))
+				if c := out.Command("mc_info_after_reload"); c == nil || c.Exit != 0 {
+					t.Errorf("ipmitool mc info after the reload: %+v", c)
+				}
+			} else {
+				t.Log("the unit has no ExecReload= yet: caps after a reload not checked")
+			}
+			if c := out.Command("fds"); c != nil {
+				t.Logf("the daemon's descriptors:\n%s", c.Stdout)
+			}
 			mods := string(out.Command("modules").Stdout)
 			if !strings.Contains(mods, "cuse\n") || strings.Contains(mods, "ipmi_si") {
 				t.Errorf("modules loaded: %q, want cuse (the unit's modprobe) and no ipmi_si", mods)
@@ -114,4 +139,28 @@ func guestOf(res *testbed.Result) string {
 		return "(none)"
 	}
 	return string(res.Guest)
+}
+
+// checkThreadCaps requires every thread listed by the guest's thread_caps
+// to hold no capability in any set and to have no_new_privs: the
+// daemon's privilege drop reached every thread, the engine's locked one
+// included.
+func checkThreadCaps(t *testing.T, c *testbed.CmdResult) {
+	t.Helper()
+	if c == nil || c.Exit != 0 {
+		t.Errorf("thread_caps: %+v", c)
+		return
+	}
+	lines := strings.Split(strings.TrimSpace(string(c.Stdout)), "\n")
+	if len(lines) < 3 {
+		t.Errorf("only %d threads listed:\n%s", len(lines), c.Stdout)
+	}
+	want := []string{"CapInh:0000000000000000", "CapPrm:0000000000000000", "CapEff:0000000000000000",
+		"CapBnd:0000000000000000", "CapAmb:0000000000000000", "NoNewPrivs:1"}
+	for _, l := range lines {
+		f := strings.Fields(l)
+		if len(f) != 1+len(want) || strings.Join(f[1:], " ") != strings.Join(want, " ") {
+			t.Errorf("thread still privileged: %s", l)
+		}
+	}
 }

@@ -50,11 +50,18 @@ func run(ctx context.Context, o options, log *slog.Logger) (err error) {
 		}
 	}
 	devPort := tk.hardware(hwDevPort)
+	if devPort != nil && o.portIO == "ioport" {
+		// The previous process dropped its capabilities, and so do we:
+		// iopl would be refused. Its /dev/port serves instead (see the
+		// package doc, Least privilege).
+		o.portIO = "devport"
+	}
 	bmc, rest, err := openBMC(o, log, devPort)
 	if err != nil {
 		return err
 	}
 	defer bmc.Close()
+	defer keepDevPort(bmc, o.portIO, log)()
 	what := bmc.What
 	// The watchdog is created once the engine runs, but a pretimeout can
 	// be seen by the attention handler (on the engine goroutine) at any
@@ -281,7 +288,17 @@ func run(ctx context.Context, o options, log *slog.Logger) (err error) {
 		signal.Ignore(syscall.SIGHUP)
 		log.Warn("serving several interfaces: SIGHUP does not upgrade (the hand-over carries one interface); restart to upgrade")
 	}
-	if waitReady(serveCtx, allServers) {
+	ready := waitReady(serveCtx, allServers)
+	if ready {
+		// Set-up is over: CUSE_INIT, the nodes' mode and owner, port
+		// access and the listeners are done. Nothing after this needs a
+		// privilege, and a failed drop takes the daemon down (after an
+		// upgrade, before it answers: the previous process serves on).
+		if err := dropPrivileges(o, log); err != nil {
+			stopServing()
+			wg.Wait()
+			return err
+		}
 		if err := tk.ready(); err != nil {
 			log.Error("the previous process did not take our answer; stopping", "err", err)
 			stopServing()

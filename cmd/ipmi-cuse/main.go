@@ -2,6 +2,32 @@
 // ABI (the ioctls of ipmi_devintf) through CUSE, with the BMC's KCS system
 // interface driven by one engine goroutine that gives watchdog requests
 // priority and bounds every wait on the BMC.
+//
+// # Least privilege
+//
+// The daemon needs root only to set up: open /dev/cuse and send CUSE_INIT,
+// set the device nodes' mode and owner, gain port access (iopl, or open
+// /dev/port), open /dev/i2c-N, and open its listeners. Once every device
+// is ready it drops everything (package privdrop): on every thread, the
+// engine's locked one included, the bounding, permitted, effective,
+// inheritable and ambient capability sets are emptied and no_new_privs is
+// set, after switching to --user if given. A bug reachable from a client's
+// ioctl then cannot open a root-only file, load a module, change the
+// network or regain a capability through exec. This needs a binary built
+// without cgo (make build, the Debian package); --keep-privileges skips it.
+//
+// Port access survives the drop twice over. This process keeps the iopl
+// level its engine thread set before the drop (capabilities gate the iopl
+// call, not the level a thread holds), or its open /dev/port descriptor.
+// An upgrade on SIGHUP starts a new process that has no capabilities and
+// cannot call iopl or open /dev/port: everything it needs must be
+// inherited. So with in/out instructions the daemon also opens /dev/port
+// before the drop and keeps it in the interface's Files (keepDevPort),
+// beside the descriptors the interface already has (/dev/port with
+// --port-io devport, /dev/i2c-N); the successor takes those, the /dev/cuse
+// channels and the metrics listener, and reaches the ports through the
+// inherited /dev/port (kcs.DevPortFromFile) instead of iopl; a successor
+// given a /dev/port switches from --port-io ioport to devport itself.
 package main
 
 import (
@@ -100,6 +126,8 @@ type options struct {
 	metricsAddress string
 
 	upgradeTimeout time.Duration
+	user           string
+	keepPrivileges bool
 }
 
 // parseFlags reads the command line. It returns flag.ErrHelp for --help.
@@ -143,6 +171,8 @@ func parseFlags(args []string, out io.Writer) (o options, err error) {
 	fs.BoolVar(&o.version, "version", false, "print the version and VCS revision, and exit")
 	fs.StringVar(&o.metricsAddress, "metrics-address", "", "serve Prometheus metrics at /metrics on `HOST:PORT` or unix:PATH (a Unix socket); empty: no listener")
 	fs.DurationVar(&o.upgradeTimeout, "upgrade-timeout", upgrade.DefaultTimeout, "on SIGHUP (systemctl reload) the binary on disk is started and handed the devices; if it does not say it serves within this `time`, this process serves on")
+	fs.StringVar(&o.user, "user", "", "after set-up, switch to this `user` (name or uid; its primary group, no supplementary groups); every capability is dropped either way")
+	fs.BoolVar(&o.keepPrivileges, "keep-privileges", false, "do not drop capabilities after set-up (for debugging; needed only by a binary built with cgo)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}

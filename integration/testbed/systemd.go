@@ -72,6 +72,16 @@ journal() {
 	journalctl -b -u "$1" --no-pager -o short-monotonic >/tmp/.journal 2>&1
 	printf '@@@FILE journal:%s %d\n' "$1" "$(wc -c < /tmp/.journal)"; cat /tmp/.journal; echo
 }
+# thread_caps PID: one line per thread of PID: its id, then CapInh:HEX
+# CapPrm:HEX CapEff:HEX CapBnd:HEX CapAmb:HEX NoNewPrivs:N. (A function:
+# run cannot time it; redirect it to a file and run cat on that.)
+thread_caps() {
+	for t in /proc/$1/task/*; do
+		printf '%s' "${t##*/}"
+		grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs):' "$t/status" | while read -r k v; do printf ' %s%s' "$k" "$v"; done
+		echo
+	done
+}
 # main_pid UNIT: print the unit's main PID (0 if none).
 main_pid() { systemctl show -p MainPID --value "$1"; }
 # wait_active UNIT SECONDS: wait until the unit is active; 1 if it is not by then.

@@ -1,0 +1,5 @@
+//go:build cgo
+
+package privdrop
+
+const cgoEnabled = true
