@@ -1,7 +1,10 @@
 // Package privdrop takes away what ipmi-cuse does not need once it serves:
 // every capability set (effective, permitted, inheritable, ambient, and the
-// bounding set) on every thread, with no_new_privs set, and optionally the
-// root identity (switching to an unprivileged user).
+// bounding set when the process holds CAP_SETPCAP to empty it) on every
+// thread, with no_new_privs set, and optionally the root identity
+// (switching to an unprivileged user). A bounding set left as the service
+// manager gave it grants nothing: with no permitted capability and
+// no_new_privs, no exec can bring one back.
 //
 // capset(2) and prctl(2) act on the calling thread only, and a Go program
 // has many threads, one of them the engine's, locked to hold iopl. Drop
@@ -57,14 +60,17 @@ func Drop(cfg Config) error {
 	if _, _, e := syscall.AllThreadsSyscall(unix.SYS_PRCTL, unix.PR_GET_NO_NEW_PRIVS, 0, 0); e == syscall.ENOTSUP {
 		return ErrCgo
 	}
-	// The bounding set first: dropping from it needs CAP_SETPCAP.
-	last, err := lastCap()
-	if err != nil {
-		return err
-	}
-	for c := 0; c <= last; c++ {
-		if err := allThreads("PR_CAPBSET_DROP", unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, uintptr(c), 0); err != nil {
+	// The bounding set first: dropping from it needs CAP_SETPCAP, which a
+	// hardened unit may not grant.
+	if hasEffective(unix.CAP_SETPCAP) {
+		last, err := lastCap()
+		if err != nil {
 			return err
+		}
+		for c := 0; c <= last; c++ {
+			if err := allThreads("PR_CAPBSET_DROP", unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, uintptr(c), 0); err != nil {
+				return err
+			}
 		}
 	}
 	if uid >= 0 {
@@ -89,7 +95,7 @@ func Drop(cfg Config) error {
 	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData // all zero: nothing effective, permitted or inheritable
-	err = allThreads("capset", unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0)
+	err := allThreads("capset", unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0)
 	runtime.KeepAlive(&hdr)
 	runtime.KeepAlive(&data)
 	if err != nil {
@@ -106,6 +112,17 @@ func allThreads(what string, trap, a1, a2, a3 uintptr) error {
 		return fmt.Errorf("privdrop: %s on every thread: %w", what, e)
 	}
 	return nil
+}
+
+// hasEffective reports whether the calling thread has capability c in its
+// effective set (every thread has the same sets until Drop).
+func hasEffective(c int) bool {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return false
+	}
+	return data[c/32].Effective&(1<<(uint(c)%32)) != 0
 }
 
 // lastCap is the highest capability number the kernel knows.
@@ -225,10 +242,11 @@ func ParseStatus(b []byte) (ThreadState, error) {
 	return st, nil
 }
 
-// Dropped reports whether the thread holds nothing: every capability set
-// (the bounding set included) empty and no_new_privs set.
+// Dropped reports whether the thread holds nothing: the inheritable,
+// permitted, effective and ambient sets empty and no_new_privs set (the
+// bounding set then grants nothing; see the package doc).
 func (t ThreadState) Dropped() bool {
-	return t.CapInh == 0 && t.CapPrm == 0 && t.CapEff == 0 && t.CapBnd == 0 && t.CapAmb == 0 && t.NoNewPrivs
+	return t.CapInh == 0 && t.CapPrm == 0 && t.CapEff == 0 && t.CapAmb == 0 && t.NoNewPrivs
 }
 
 // Verify checks every thread of pid with Dropped.

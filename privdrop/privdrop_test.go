@@ -30,7 +30,7 @@ func TestParseStatus(t *testing.T) {
 		{"root", "0", "000001ffffffffff", "000001ffffffffff", "000001ffffffffff", false, false},
 		{"dropped", "1", "0000000000000000", "0000000000000000", "0000000000000000", true, false},
 		{"no_new_privs only", "1", "0000000000200000", "0000000000000000", "0000000000000000", false, false},
-		{"bounding set kept", "1", "0000000000000000", "0000000000000000", "0000000000000001", false, false},
+		{"bounding set kept", "1", "0000000000000000", "0000000000000000", "0000000000020001", true, false},
 		{"garbage", "1", "zz", "0", "0", false, true},
 	}
 	for _, tc := range tests {
