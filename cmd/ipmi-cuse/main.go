@@ -357,13 +357,11 @@ func openSim(o options, log *slog.Logger) *sysif.Opened {
 // interface driver is loaded: it would drive the same KCS ports, and its
 // /dev/ipmiN nodes collide with ours.
 func checkNoKernelDriver(device string) error {
-	mods, err := os.ReadFile("/proc/modules")
-	if err == nil {
-		for _, line := range strings.Split(string(mods), "\n") {
-			name, _, _ := strings.Cut(line, " ")
-			if name == "ipmi_si" || name == "ipmi_ssif" {
-				return fmt.Errorf("the kernel's %s driver is loaded and owns the BMC interface; unload it first (modprobe -r ipmi_watchdog ipmi_devintf %s)", name, name)
-			}
+	// A loaded module has /sys/module/NAME/initstate, which the hardened
+	// unit's ProcSubset=pid leaves readable where /proc/modules is hidden.
+	for _, name := range []string{"ipmi_si", "ipmi_ssif"} {
+		if _, err := os.Stat("/sys/module/" + name + "/initstate"); err == nil {
+			return fmt.Errorf("the kernel's %s driver is loaded and owns the BMC interface; unload it first (modprobe -r ipmi_watchdog ipmi_devintf %s)", name, name)
 		}
 	}
 	if _, err := os.Stat("/dev/" + device); err == nil {
