@@ -6,7 +6,7 @@ GO ?= go
 STATICCHECK_VERSION ?= v0.8.2
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 
-.PHONY: test lint unit staticcheck provision vm demo bench-vm bench-watchdog bench-watchdog-ssif build
+.PHONY: test lint unit staticcheck provision vm demo bench-vm bench-watchdog bench-watchdog-ssif build deb
 
 # The revision and version `ipmi-cuse --version` prints and the metrics'
 # build_info carries. They are stamped with -ldflags -X because Go's own VCS
@@ -19,6 +19,16 @@ GO_LDFLAGS := -X github.com/ipmi-cuse/ipmi-cuse/internal/buildinfo.stampVersion=
 # A static ipmi-cuse in the top folder, stamped with its revision.
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(GO_LDFLAGS)" -o ipmi-cuse ./cmd/ipmi-cuse
+
+# The Debian package, dist/ipmi-cuse_$(DEB_VERSION)_amd64.deb: the static
+# binary in /usr/sbin, the hardened unit, /etc/default/ipmi-cuse, the
+# modprobe blacklist, cuse in modules-load.d and ipmi-cuse(8). Needs only
+# Go and dpkg-deb (no Debian toolchain); `lintian dist/*.deb` checks it.
+DEB_VERSION ?= $(shell v=$$(git log -1 --format=%cd --date=format:%Y%m%d%H%M%S 2>/dev/null) && echo 0.1.0~git$$v.$$(git rev-parse --short=12 HEAD) || echo 0.1.0)
+deb:
+	mkdir -p dist
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w $(GO_LDFLAGS)" -o dist/ipmi-cuse ./cmd/ipmi-cuse
+	bash contrib/debian/build-deb.sh dist/ipmi-cuse "$(DEB_VERSION)" "$(REVISION)" dist
 
 test: lint unit vm
 
