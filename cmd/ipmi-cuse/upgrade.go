@@ -37,8 +37,9 @@ const (
 
 // hardwareOf lists the interface's descriptors the next process needs,
 // named so it finds them: what the interface says it holds (/dev/port for
-// KCS or BT through /dev/port; nothing with in/out instructions, where
-// the next process calls iopl itself).
+// KCS or BT through /dev/port; with in/out instructions, the /dev/port
+// keepDevPort opened before the privilege drop, which the next process
+// uses instead of iopl).
 // inherited is the /dev/port this process was given (its name is not the
 // path), or nil.
 func hardwareOf(bmc *sysif.Opened, inherited *os.File) []handover.Hardware {
