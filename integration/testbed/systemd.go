@@ -273,7 +273,7 @@ func mergedUsr(p string) string {
 
 // systemdFormat is bumped whenever the systemd guest's base archive changes
 // layout, so stale cached archives are not reused.
-const systemdFormat = "systemd-v3"
+const systemdFormat = "systemd-v4"
 
 // SystemdBase returns the path of the cached base archive of the systemd
 // guest, building it when its inputs changed.
@@ -415,6 +415,7 @@ func (e *Env) systemdArchive() (archive, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("systemd guest: dpkg-query -s: %w", err)
 	}
+	status = dropRelations(status)
 	h.Write(status)
 	a.file("var/lib/dpkg/status", 0o644, status)
 	a.file("var/lib/dpkg/available", 0o644, nil)
@@ -521,6 +522,33 @@ func moduleName(p string) string {
 		b = b[:i]
 	}
 	return strings.ReplaceAll(b, "-", "_")
+}
+
+// dropRelations removes the relationship fields (Depends, Pre-Depends,
+// Recommends, ...) from dpkg status stanzas: the guest holds only the
+// files of the packages copied in, not their dependencies, and dpkg
+// refuses to install into a database whose packages have unmet ones.
+// Continuation lines of a dropped field go with it.
+func dropRelations(status []byte) []byte {
+	var out bytes.Buffer
+	skip := false
+	for _, l := range strings.SplitAfter(string(status), "\n") {
+		if strings.HasPrefix(l, " ") && l != "\n" {
+			if !skip {
+				out.WriteString(l)
+			}
+			continue
+		}
+		k, _, _ := strings.Cut(l, ":")
+		switch k {
+		case "Depends", "Pre-Depends", "Recommends", "Suggests", "Breaks", "Conflicts", "Replaces", "Enhances", "Provides":
+			skip = true
+			continue
+		}
+		skip = false
+		out.WriteString(l)
+	}
+	return out.Bytes()
 }
 
 func isELF(p string) bool {

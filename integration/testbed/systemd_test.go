@@ -129,3 +129,11 @@ func TestFollowLines(t *testing.T) {
 		t.Errorf("lines %q, want %q", got, want)
 	}
 }
+
+func TestDropRelations(t *testing.T) {
+	in := "Package: a\nStatus: install ok installed\nDepends: libc6 (>= 2.34),\n libacl1\nVersion: 1\nDescription: x\n more\n\nPackage: b\nPre-Depends: c\nVersion: 2\n"
+	want := "Package: a\nStatus: install ok installed\nVersion: 1\nDescription: x\n more\n\nPackage: b\nVersion: 2\n"
+	if got := string(dropRelations([]byte(in))); got != want {
+		t.Errorf("got:\n%s\nwant:\n%s", got, want)
+	}
+}
