@@ -29,8 +29,9 @@ import (
 // udev, dbus or logind: no module autoloading and no dev-*.device units.
 
 // systemdPackages are the Debian packages whose files go into the systemd
-// guest (from the host's installation, so provision.sh installs them).
-var systemdPackages = []string{"systemd", "libsystemd-shared", "kmod", "dpkg", "libc-bin"}
+// guest (from the host's installation, so provision.sh installs them;
+// dpkg-deb needs GNU tar, not busybox's).
+var systemdPackages = []string{"systemd", "libsystemd-shared", "kmod", "dpkg", "libc-bin", "tar"}
 
 // systemdSkip are path prefixes of those packages left out: documentation
 // and integration with programs the guest does not have.
@@ -273,7 +274,7 @@ func mergedUsr(p string) string {
 
 // systemdFormat is bumped whenever the systemd guest's base archive changes
 // layout, so stale cached archives are not reused.
-const systemdFormat = "systemd-v4"
+const systemdFormat = "systemd-v5"
 
 // SystemdBase returns the path of the cached base archive of the systemd
 // guest, building it when its inputs changed.
