@@ -17,8 +17,9 @@
 // without cgo (make build, the Debian package); --keep-privileges skips it.
 //
 // Port access survives the drop twice over. This process keeps the iopl
-// level its engine thread set before the drop (capabilities gate the iopl
-// call, not the level a thread holds), or its open /dev/port descriptor.
+// level its threads got before the drop (kcs raises it on every thread at
+// open; threads started later inherit it; capabilities gate the iopl call,
+// not the level a thread holds), or its open /dev/port descriptor.
 // An upgrade on SIGHUP starts a new process that has no capabilities and
 // cannot call iopl or open /dev/port: everything it needs must be
 // inherited. So with in/out instructions the daemon also opens /dev/port
