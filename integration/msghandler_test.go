@@ -69,7 +69,7 @@ var simCorpus = []corpusEntry{
 	{name: "autoreply", args: []string{probeGuestPath, "msghandler", "idle", "-for", "3s"}, wantOut: "idle: ok"},
 	// A registered command's round trip: simDriver injects the command
 	// every 500 ms while this runs; the probe answers the first one.
-	{name: "regcmd", args: []string{probeGuestPath, "msghandler", "regcmd", "-netfn", "0x30", "-cmd", "0x11", "-timeout", "15s"}, wantOut: "response_result: type=4 msgid=42 netfn=0x31 cmd=0x11 addr_len=8 addr=01 00 00 00 00 00 72 00 data_len=1 data=00"},
+	{name: "regcmd", args: []string{probeGuestPath, "msghandler", "regcmd", "-netfn", "0x30", "-cmd", "0x11", "-timeout", "15s"}, wantOut: "response_result: type=4 msgid=42 netfn=0x31 cmd=0x11 addr_len=8 addr=01 00 00 00 00 00 72 00 data_len=1 data=00", norm: []string{"probe-info"}},
 }
 
 // hostEvent is the event record simDriver puts into the event buffer: a
