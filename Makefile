@@ -46,7 +46,9 @@ unit:
 # The VM tests (integration/) boot Debian's kernel in QEMU; they skip unless
 # IPMI_CUSE_VM=1, so `unit` above stays host-only and fast.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-VM_TIMEOUT ?= 30m
+# The VM suite has grown (BT, SSIF, two interfaces, systemd guests on two
+# kernels, upgrades): 75m leaves room on a slow machine inside CI's 90 minutes.
+VM_TIMEOUT ?= 75m
 
 # Installs QEMU, busybox and the IPMI clients from Debian when missing and
 # caches the kernel in $${IPMI_CUSE_CACHE:-/var/cache/ipmi-cuse-testbed}.
