@@ -229,6 +229,9 @@ type Engine struct {
 	// pause is the Pause in progress or in effect (nil: running); guarded
 	// by mu.
 	pause *pauseState
+	// lastTurn is when the engine goroutine last went round its loop
+	// (UnixNano), for Alive.
+	lastTurn atomic.Int64
 
 	// Owned by the engine goroutine.
 	timer      *time.Timer
@@ -558,6 +561,7 @@ func (e *Engine) run() {
 			e.completeAll(out)
 			return
 		}
+		e.lastTurn.Store(time.Now().UnixNano())
 		if e.pause != nil && e.idleLocked() {
 			e.holdLocked() // unlocks mu
 			continue

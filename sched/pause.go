@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // ErrPaused is returned (wrapped) by Pause when the engine is already
@@ -84,4 +85,17 @@ func (e *Engine) kick() {
 	case e.wake <- struct{}{}:
 	default:
 	}
+}
+
+// Alive reports whether the engine goroutine went round its loop within
+// the last d, or is parked by Pause: a supervisor's watchdog (systemd's
+// WatchdogSec=) is fed only while this holds, so a wedged engine gets the
+// daemon restarted. With Config.Attention set the loop turns at least every
+// AttentionInterval even when idle; a transaction holds it for at most the
+// transport's bound.
+func (e *Engine) Alive(d time.Duration) bool {
+	e.mu.Lock()
+	paused := e.pause != nil
+	e.mu.Unlock()
+	return paused || time.Since(time.Unix(0, e.lastTurn.Load())) <= d
 }

@@ -91,3 +91,23 @@ func TestCloseWhilePaused(t *testing.T) {
 		t.Fatal("request queued while paused not completed at Close")
 	}
 }
+
+func TestAlive(t *testing.T) {
+	g, _, e, _ := heldEngine(t, sched.Config{Logger: quietLogger()}, 5)
+	if !e.Alive(time.Hour) {
+		t.Error("engine in its first transaction not alive within an hour")
+	}
+	time.Sleep(30 * time.Millisecond)
+	if e.Alive(10 * time.Millisecond) {
+		t.Error("engine stuck in a transaction for 30 ms counted alive within 10 ms")
+	}
+	close(g.release)
+	if err := e.Pause(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(30 * time.Millisecond)
+	if !e.Alive(10 * time.Millisecond) {
+		t.Error("paused engine not counted alive")
+	}
+	e.Resume()
+}
