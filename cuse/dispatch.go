@@ -188,6 +188,9 @@ func (s *Server) interrupt(unique uint64) {
 		}
 	}
 	s.early[unique] = now
+	if s.resumed {
+		s.answerOrphan(unique)
+	}
 }
 
 // lookup returns the open file for fh, or nil.

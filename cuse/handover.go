@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -95,8 +96,11 @@ func (s *Server) restore(r *Resume) {
 	s.log.Info("cuse: serving a channel initialised by an earlier process", "files", len(r.Files), "resend", r.Resend)
 	if r.Resend {
 		h := fuse.OutHeader{Length: outHeaderSize, Status: notifyResend}
-		if err := s.write(encode(nil, &h)); err != nil {
-			s.log.Warn("cuse: the kernel cannot send again the requests the previous process left unanswered (FUSE_NOTIFY_RESEND needs Linux 6.9); their callers wait until interrupted",
+		// Written directly: an older kernel refuses the unknown
+		// notification with EINVAL, which is expected, not a protocol
+		// error worth write's complaint.
+		if _, err := s.ch.Write(encode(nil, &h)); err != nil {
+			s.log.Warn("cuse: the kernel cannot send again the requests the previous process left unanswered (FUSE_NOTIFY_RESEND needs Linux 6.9); a caller still waiting for one gets EINTR when it is interrupted",
 				"err", err)
 		} else {
 			s.log.Info("cuse: asked the kernel to send again the requests the previous process left unanswered")
@@ -276,4 +280,34 @@ func (s *Server) Channel() *os.File {
 	s.pmu.Lock()
 	defer s.pmu.Unlock()
 	return s.ch
+}
+
+// orphanGrace is how long a resumed server waits for the request an
+// INTERRUPT names before taking it for one the previous process read and
+// never answered.
+const orphanGrace = time.Second
+
+// answerOrphan runs orphanGrace after an INTERRUPT for an unknown request
+// on a resumed server. If the request has still not arrived, it may be one
+// the previous process read and died with: the kernel then still waits for
+// its answer, and the caller, interrupted, expects EINTR. The answer is
+// harmless otherwise: the kernel refuses a reply to a request it is not
+// waiting for (ENOENT). This is how a caller blocked on such a request gets
+// out on kernels without FUSE_NOTIFY_RESEND, with any signal instead of
+// only SIGKILL.
+func (s *Server) answerOrphan(unique uint64) {
+	time.AfterFunc(orphanGrace, func() {
+		s.mu.Lock()
+		_, waiting := s.early[unique]
+		if waiting {
+			delete(s.early, unique)
+		}
+		s.mu.Unlock()
+		if !waiting {
+			return
+		}
+		if err := s.sendErr(unique, syscall.EINTR); err == nil {
+			s.log.Info("cuse: answered EINTR to an interrupted request the previous process left unanswered", "unique", unique)
+		}
+	})
 }

@@ -229,3 +229,30 @@ func TestPollHandleRecorded(t *testing.T) {
 		t.Errorf("Files() = %+v, want kh 77 recorded", files)
 	}
 }
+
+// TestResumedAnswersOrphanedInterrupt: on a resumed server, an INTERRUPT
+// for a request that never arrives (one the dead process read) is
+// answered EINTR after orphanGrace, so its caller gets out; a request that
+// does arrive is served normally; a fresh server answers nothing.
+func TestResumedAnswersOrphanedInterrupt(t *testing.T) {
+	k := startResumed(t, &testDevice{}, Resume{})
+	const orphan = 500
+	k.send(opInterrupt, interruptInBody(orphan))
+	if status, _ := k.reply(orphan); status != -int32(syscall.EINTR) {
+		t.Errorf("orphaned request answered %d, want -EINTR", status)
+	}
+	// An interrupt that arrives before its request: the request is served.
+	u := k.nextUnique() + 100
+	k.send(opInterrupt, interruptInBody(u))
+	k.sendAs(u, opWrite, writeInBody(3, []byte("ab")))
+	if status, _ := k.reply(u); status != 0 {
+		t.Errorf("request after its interrupt: %d, want served", status)
+	}
+	time.Sleep(orphanGrace + 200*time.Millisecond)
+	k.noReply(u) // no second answer
+
+	fresh := startKernel(t, Config{}, &testDevice{})
+	fresh.send(opInterrupt, interruptInBody(orphan))
+	time.Sleep(orphanGrace + 200*time.Millisecond)
+	fresh.noReply(orphan)
+}
