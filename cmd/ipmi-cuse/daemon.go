@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ipmi-cuse/ipmi-cuse/cuse"
+	"github.com/ipmi-cuse/ipmi-cuse/fdstore"
 	"github.com/ipmi-cuse/ipmi-cuse/handover"
 	"github.com/ipmi-cuse/ipmi-cuse/ioctl"
 	"github.com/ipmi-cuse/ipmi-cuse/msghandler"
@@ -44,12 +45,21 @@ func run(ctx context.Context, o options, log *slog.Logger) (err error) {
 	if err != nil {
 		return err
 	}
+	// Restarted by systemd after a crash: the devices still exist, held
+	// by the descriptors it kept for us.
+	var sd *stored
 	if tk == nil {
+		sd = fromStore(log)
+	}
+	if tk == nil && sd.channel(o.device) == nil {
 		if err := checkNoKernelDriver(o.device); err != nil {
 			return err
 		}
 	}
 	devPort := tk.hardware(hwDevPort)
+	if devPort == nil {
+		devPort = sd.hardware(hwDevPort)
+	}
 	if devPort != nil && o.portIO == "ioport" {
 		// The previous process dropped its capabilities, and so do we:
 		// iopl would be refused. Its /dev/port serves instead (see the
@@ -161,9 +171,10 @@ func run(ctx context.Context, o options, log *slog.Logger) (err error) {
 		// As ipmi_watchdog's registration: stop the timer the firmware may
 		// have left armed, or start it (start_now), before the device
 		// exists. Its answer is logged, not fatal, as in the kernel. Not
-		// when taking over from another process: the timer is the one it
-		// armed and handed over, and an upgrade never disarms it.
-		if tk == nil {
+		// when taking over from another process (an upgrade, or a restart
+		// with the devices kept in systemd's store): the timer is the one
+		// it armed, and a restart never disarms it.
+		if tk == nil && sd.channel(o.device) == nil {
 			if err := wd.Register(ctx); err != nil {
 				log.Warn("watchdog: start-up Set Watchdog Timer failed", "err", err)
 			}
@@ -242,7 +253,11 @@ func run(ctx context.Context, o options, log *slog.Logger) (err error) {
 	serveCtx, stopServing := context.WithCancel(ctx)
 	defer stopServing()
 	names := []string{o.device, o.watchdogDevice}[:len(servers)]
-	waitMetrics, metricsFile, err := startMetrics(serveCtx, o.metricsAddress, tk.hardware(hwMetrics), engine, bmc.KCS, handler, wd, servers, names, log)
+	metricsIn := tk.hardware(hwMetrics)
+	if metricsIn == nil {
+		metricsIn = sd.hardware(hwMetrics)
+	}
+	waitMetrics, metricsFile, err := startMetrics(serveCtx, o.metricsAddress, metricsIn, engine, bmc.KCS, handler, wd, servers, names, log)
 	if err != nil {
 		return err
 	}
@@ -266,8 +281,17 @@ func run(ctx context.Context, o options, log *slog.Logger) (err error) {
 			var err error
 			if ch, r, ok := tk.channel(d.Name, resumes); ok {
 				err = d.Server.ServeResumed(serveCtx, ch, r)
+			} else if ch := sd.channel(d.Name); ch != nil {
+				// The previous process died: adopt its files, and have
+				// the kernel send again what it had read (6.9+).
+				err = d.Server.ServeResumed(serveCtx, ch, cuse.Resume{Resend: true})
 			} else {
 				err = d.Server.Serve(serveCtx)
+			}
+			if err != nil && channelDead(err) {
+				if _, rerr := fdstore.Remove(storeChannel + d.Name); rerr != nil {
+					log.Warn("FDSTOREREMOVE", "device", d.Name, "err", rerr)
+				}
 			}
 			if err != nil {
 				errs <- fmt.Errorf("serving %s: %w", d.Server.DevPath(), err)
@@ -280,6 +304,13 @@ func run(ctx context.Context, o options, log *slog.Logger) (err error) {
 		// The next process serves metrics on the same socket.
 		hw = append(hw, handover.Hardware{Name: hwMetrics, File: metricsFile})
 	}
+	// A clean stop (SIGTERM) takes the descriptors out of the store first,
+	// so the devices go when this process closes its channels.
+	stopStore := context.AfterFunc(ctx, func() {
+		notify(log, "STOPPING=1")
+		removeDescriptors(log, devices, hw)
+	})
+	defer stopStore()
 	up = &upgrader{o: o, log: log, d: &handover.Daemon{Devices: devices, Engine: engine, IPMI: dev, Handler: handler,
 		Watchdog: wd, Patter: patter, Hardware: hw, Logger: log}}
 	if len(more) == 0 {
@@ -312,9 +343,13 @@ func run(ctx context.Context, o options, log *slog.Logger) (err error) {
 				"bmc_ipmi_version", fmt.Sprintf("%d.%d", m.id.ipmiVersion>>4, m.id.ipmiVersion&0xF))
 		}
 		if tk == nil {
-			// After an upgrade the previous process said READY=1 for us.
-			notify(log, "READY=1", fmt.Sprintf("STATUS=serving %v", paths))
+			// The store keeps the channels (and the device) alive
+			// through a crash; after an upgrade they are in it already,
+			// and the previous process said READY=1 for us.
+			storeDescriptors(log, devices, hw, sd)
+			notify(log, "READY=1", fmt.Sprintf("STATUS=serving %v (%s)", paths, what))
 		}
+		go feedWatchdog(serveCtx, log, engine, o.kcsTxTimeout+time.Second, tk != nil)
 		log.Info("ipmi-cuse serving", "devices", paths, "bmc", what, "ports_any_thread", anyThread,
 			"bmc_ipmi_version", fmt.Sprintf("%d.%d", id.ipmiVersion>>4, id.ipmiVersion&0xF),
 			"priority_watchdog_commands", o.priorityWatchdog, "watchdog", o.watchdog,
