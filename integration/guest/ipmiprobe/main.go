@@ -8,6 +8,8 @@
 //	ipmiprobe bench -n N -depth D  Get Device ID round trips, D outstanding at a time
 //	ipmiprobe micro -n N         the pieces of a round trip, timed separately
 //	ipmiprobe wdioc              /dev/watchdog's answers to the generic watchdog ioctls
+//	ipmiprobe hold -for D        one file kept open across daemon restarts, Get Device ID every -interval
+//	ipmiprobe wdread             a read of /dev/watchdog kept in flight, then interrupted (see wdread.go)
 //
 // Every line on stdout is "case: result" and is meant to be identical in
 // both modes; lines on stderr start with "info:" and carry what may differ
@@ -45,6 +47,10 @@ func main() {
 		err = runMicro(os.Args[2:])
 	case "child":
 		err = runChild(os.Args[2:])
+	case "hold":
+		err = runHold(os.Args[2:])
+	case "wdread":
+		err = runWDRead(os.Args[2:])
 	case "flood", "pat":
 		err = runSlowBMC(os.Args[1], os.Args[2:])
 	case "msghandler":

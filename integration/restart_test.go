@@ -1,0 +1,270 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/ipmi-cuse/ipmi-cuse/bmcsim"
+	"github.com/ipmi-cuse/ipmi-cuse/integration/testbed"
+)
+
+// TestSystemdRestarts is issue 9's acceptance under systemd, on the 6.1
+// and 6.12 kernels, with the shipped unit and the simulated BMC: while a
+// client keeps one /dev/ipmi0 file open and busy, a flood, an events
+// listener and busybox's watchdog daemon on /dev/watchdog run, `systemctl
+// reload` upgrades alternately onto two different binaries, then onto one
+// that exits at once and one that never answers (both rolled back); then
+// `systemctl kill -s KILL` three times (the device must be served again,
+// with the same number, within 2 s, the old file working on); then one
+// kill with a read of /dev/watchdog in flight, which on 6.12 the restarted
+// daemon gets again (FUSE_NOTIFY_RESEND) and serves, and which on 6.1 is
+// lost with the dead process (the new one answers its interrupt with
+// EINTR, as the README says); then
+// `systemctl stop` (node gone, BMC watchdog stopped).
+//
+// IPMI_CUSE_BENCH=1 runs ten reloads instead of four.
+func TestSystemdRestarts(t *testing.T) {
+	reloads := 4
+	// The goal is the device served again within 2 s of a kill. Under TCG
+	// the guest's time stretches with the host's load, so the test run by
+	// make test allows 5 s and logs what it measured; the bench run holds
+	// the 2 s.
+	killBound := 5.0
+	if os.Getenv("IPMI_CUSE_BENCH") == "1" {
+		reloads, killBound = 10, 2
+	}
+	for _, k := range []testbed.Kernel{testbed.Kernel61, testbed.Kernel612} {
+		t.Run(string(k), func(t *testing.T) { systemdRestarts(t, k, reloads, killBound) })
+	}
+}
+
+func systemdRestarts(t *testing.T, k testbed.Kernel, reloads int, killBound float64) {
+	env := testEnvKernel(t, k)
+	daemonPath, why := daemon(t)
+	if daemonPath == "" {
+		t.Skip(why)
+	}
+	root, err := testbed.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--bmc=kcs", "--kcs-port=0xca2", "--port-io=devport", "--log-level=info",
+		"--watchdog-device=watchdog", "--upgrade-timeout=5s"}
+	files, err := testbed.ProjectUnit(root, daemonPath, args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A second, different binary: the same build with bytes appended (the
+	// file on disk, not the running image, is what an upgrade runs).
+	a, err := os.ReadFile(daemonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := filepath.Join(t.TempDir(), "ipmi-cuse.b")
+	if err := os.WriteFile(b, append(a, []byte("\x00build-b")...), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	files = append(files,
+		testbed.File{Path: "/usr/sbin/ipmi-cuse.a", Mode: 0o755, HostPath: daemonPath},
+		testbed.File{Path: "/usr/sbin/ipmi-cuse.b", Mode: 0o755, HostPath: b},
+		testbed.File{Path: "/usr/bin/ipmiprobe", Mode: 0o755, HostPath: probeBins(t)[probeGuestPath]},
+		testbed.File{Path: "/scenario.sh", Mode: 0o755, Data: []byte(restartScenario)},
+	)
+	sim, err := testbed.StartSimBMC(bmcsim.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	pats := watchPats(sim.BMC)
+	g := &testbed.SystemdGuest{
+		Env: env, Files: files, Dir: t.TempDir(), Timeout: bootTimeout,
+		Script: fmt.Sprintf(`run start 60 systemctl start ipmi-cuse
+if wait_dev 30; then echo '@@@SETUP ok'; else echo '@@@SETUP /dev/ipmi0 did not appear'; fi
+run scenario 600 sh /scenario.sh %d
+run stop 60 systemctl stop ipmi-cuse
+run gone 10 sh -c 'sleep 0.5; ls /dev/ipmi0 /dev/watchdog 2>&1; systemctl is-active ipmi-cuse'
+journal ipmi-cuse
+`, reloads),
+	}
+	g.BMC.Extern = sim.Addr
+	out, res, err := g.Run(context.Background())
+	if err != nil {
+		t.Fatalf("%v\nguest:\n%s\nconsole:\n%s", err, guestOf(res), consoleOf(res))
+	}
+	j := string(out.Files["journal:ipmi-cuse"])
+	if out.Setup != "ok" {
+		t.Fatalf("setup: %s\njournal:\n%s", out.Setup, j)
+	}
+	sc := out.Command("scenario")
+	if sc == nil {
+		t.Fatalf("no scenario output; journal:\n%s", j)
+	}
+	stdout := string(sc.Stdout)
+	t.Logf("%s guest:\n%s", k, stdout)
+	defer func() {
+		if t.Failed() {
+			t.Logf("stderr:\n%s\njournal:\n%s", sc.Stderr, j)
+		}
+	}()
+	gap, npats, st := pats.stop()
+
+	dev0 := regexp.MustCompile(`(?m)^dev (\S+)$`).FindStringSubmatch(stdout)
+	if dev0 == nil {
+		t.Fatal("no device number")
+	}
+	// Reloads: a new main process running the binary now on disk, same device.
+	rl := regexp.MustCompile(`(?m)^reload (\d+): (\d+) -> (\d+) in (\S+) s exe (\S+) disk (\S+) dev (\S+)$`).FindAllStringSubmatch(stdout, -1)
+	if len(rl) != reloads {
+		t.Errorf("%d reloads reported, want %d", len(rl), reloads)
+	}
+	for _, m := range rl {
+		if m[2] == m[3] || m[5] != m[6] || m[7] != dev0[1] {
+			t.Errorf("reload %s: pid %s -> %s, running %s, on disk %s, device %s (want a new pid running the disk's binary on %s)",
+				m[1], m[2], m[3], m[5], m[6], m[7], dev0[1])
+		}
+	}
+	for _, name := range []string{"exits", "never-ready"} {
+		m := regexp.MustCompile(`(?m)^rollback ` + name + `: (\d+) -> (\d+) (\S+) dev (\S+)$`).FindStringSubmatch(stdout)
+		if m == nil || m[1] != m[2] || m[3] != "active" || m[4] != dev0[1] {
+			t.Errorf("rollback %s: %v (want the same main process, active, same device)", name, m)
+		}
+	}
+	for _, want := range []string{"exited before it was ready", "did not become ready in time"} {
+		if !strings.Contains(j, want) {
+			t.Errorf("journal lacks the rolled-back upgrade's reason %q", want)
+		}
+	}
+	// Kills: served again within 2 s, same device.
+	kl := regexp.MustCompile(`(?m)^kill (\d+): (\d+) -> (\d+) served after (\S+) s dev (\S+)$`).FindAllStringSubmatch(stdout, -1)
+	if len(kl) != 3 {
+		t.Errorf("%d kills reported, want 3", len(kl))
+	}
+	var served []string
+	for _, m := range kl {
+		s, _ := strconv.ParseFloat(m[4], 64)
+		served = append(served, m[4]+" s")
+		if m[2] == m[3] || s > killBound || m[5] != dev0[1] {
+			t.Errorf("kill %s: pid %s -> %s served after %s s on %s (want a new pid within %v s on %s)", m[1], m[2], m[3], m[4], m[5], killBound, dev0[1])
+		}
+	}
+	if !strings.Contains(j, "adopted a file opened before the restart") {
+		t.Error("journal shows no adopted file after the kills")
+	}
+	// The one file kept open throughout kept working.
+	hold := regexp.MustCompile(`hold n=(\d+) ok=(\d+) lost=(\d+) errors=(\d+) max_gap_ms=(\d+)`).FindStringSubmatch(stdout)
+	if hold == nil || hold[2] == "0" || hold[4] != "0" {
+		t.Errorf("client holding one file across everything: %v (want replies and no errors)", hold)
+	}
+	// Upgrades lose nothing; kills may lose what was in flight.
+	flood := regexp.MustCompile(`flood clients=\d+ depth=\d+ sent=(\d+) answered=(\d+) lost=(\d+) misrouted=(\d+) ebusy=\d+ send_errors=(\d+) recv_errors=(\d+)`).FindStringSubmatch(stdout)
+	if flood == nil || flood[1] != flood[2] || flood[3] != "0" || flood[4] != "0" || flood[5] != "0" || flood[6] != "0" {
+		t.Errorf("flood across the reloads: %v (want every request answered once)", flood)
+	}
+	if !strings.Contains(stdout, fmt.Sprintf("events: %d received", reloads)) {
+		t.Errorf("events listener did not get one event after each of the %d reloads", reloads)
+	}
+	// The request in flight at a kill: on 6.12 the kernel sends it again
+	// to the new process (FUSE_NOTIFY_RESEND), which serves it, so the
+	// interrupt reaches it; on 6.1 it is lost with the dead process, and
+	// the new one answers the interrupt of a request it never saw with
+	// EINTR. Either way the caller gets EINTR, not a hang.
+	inflight := regexp.MustCompile(`(?m)^inflight: (.*)$`).FindStringSubmatch(stdout)
+	if inflight == nil || !strings.Contains(inflight[1], "interrupted system call") {
+		t.Errorf("the read in flight at the kill: %v, want it to end with EINTR when interrupted", inflight)
+	}
+	resent := strings.Contains(j, "asked the kernel to send again")
+	orphaned := strings.Contains(j, "answered EINTR to an interrupted request the previous process left unanswered")
+	switch {
+	case k == testbed.Kernel612 && (!resent || orphaned):
+		t.Errorf("6.12: journal says resent=%v orphan-answered=%v, want the request sent again", resent, orphaned)
+	case k == testbed.Kernel61 && (resent || !orphaned):
+		t.Errorf("6.1: journal says resent=%v orphan-answered=%v, want no resend and the orphan answered", resent, orphaned)
+	}
+	// Stop: gone, and the BMC timer not left running by the daemon.
+	if c := out.Command("gone"); c == nil || strings.Count(string(c.Stdout), "No such file") != 2 || !strings.Contains(string(c.Stdout), "inactive") {
+		t.Errorf("after systemctl stop: %q (want both nodes gone, unit inactive)", c.Stdout)
+	}
+	if st.PretimeoutsFired != 0 || st.TimeoutsFired != 0 {
+		t.Errorf("BMC counted %d pretimeouts and %d timeouts", st.PretimeoutsFired, st.TimeoutsFired)
+	}
+	var hand []string
+	for _, m := range rl {
+		hand = append(hand, m[4]+" s")
+	}
+	t.Logf("MEASURED %s: reloads %s; kills served again after %s; longest pat gap at the BMC %v over %d pats; %v; %v; in flight: %v",
+		k, strings.Join(hand, ", "), strings.Join(served, ", "), gap, npats, hold, flood, inflight)
+}
+
+// restartScenario is the guest side of TestSystemdRestarts; $1 is the
+// number of reloads.
+const restartScenario = `
+R=$1
+P=/usr/bin/ipmiprobe
+up() { cut -d' ' -f1 /proc/uptime; }
+since() { awk "BEGIN{printf \"%.2f\", $(up) - $1}"; }
+mp() { systemctl show -p MainPID --value ipmi-cuse; }
+dev() { stat -c %t:%T /dev/ipmi0; }
+sum() { sha256sum "$1" 2>/dev/null | cut -c1-12; }
+event() { ipmitool raw 0x04 0x02 0x41 0x04 0x01 0x30 0x01 0x57 0x57 0x50 >/dev/null 2>&1 || echo "platform event failed"; }
+echo "dev $(dev)"
+$P hold -for 900s -interval 100ms -wait 3s >/tmp/hold.out 2>/tmp/hold.err & hold=$!
+$P msghandler events -wait $R -timeout 300s >/tmp/events.out 2>&1 & ev=$!
+$P flood -clients 2 -depth 4 -duration $((R*4+8))s -drain 60s >/tmp/flood.out 2>/tmp/flood.err & fl=$!
+watchdog -F -t 2 -T 20 /dev/watchdog & wd=$!
+sleep 2
+cp /usr/sbin/ipmi-cuse.a /tmp/ipmi-cuse.good
+for i in $(seq 1 $R); do
+	if [ $((i % 2)) = 1 ]; then cp /usr/sbin/ipmi-cuse.b /tmp/n; else cp /usr/sbin/ipmi-cuse.a /tmp/n; fi
+	mv /tmp/n /usr/sbin/ipmi-cuse
+	old=$(mp); t0=$(up)
+	systemctl reload ipmi-cuse
+	n=0; while [ "$(mp)" = "$old" ] && [ $n -lt 300 ]; do sleep 0.05; n=$((n+1)); done
+	new=$(mp)
+	echo "reload $i: $old -> $new in $(since $t0) s exe $(sum /proc/$new/exe) disk $(sum /usr/sbin/ipmi-cuse) dev $(dev)"
+	event
+	sleep 2
+done
+rollback() {
+	old=$(mp)
+	n0=$(journalctl -b -u ipmi-cuse --no-pager | grep -c 'upgrade failed')
+	systemctl reload ipmi-cuse
+	n=0; while [ "$(journalctl -b -u ipmi-cuse --no-pager | grep -c 'upgrade failed')" = "$n0" ] && [ $n -lt 200 ]; do sleep 0.1; n=$((n+1)); done
+	echo "rollback $1: $old -> $(mp) $(systemctl is-active ipmi-cuse) dev $(dev)"
+}
+printf '#!/bin/sh\nexit 3\n' >/tmp/n && chmod +x /tmp/n && mv /tmp/n /usr/sbin/ipmi-cuse
+rollback exits
+printf '#!/bin/sh\nexec sleep 600\n' >/tmp/n && chmod +x /tmp/n && mv /tmp/n /usr/sbin/ipmi-cuse
+rollback never-ready
+mv /tmp/ipmi-cuse.good /usr/sbin/ipmi-cuse
+wait $fl; cat /tmp/flood.out; cat /tmp/flood.err
+wait $ev; cat /tmp/events.out
+kill $wd; wait $wd
+for i in 1 2 3; do
+	old=$(mp); t0=$(up)
+	systemctl kill -s KILL ipmi-cuse
+	n=0; until [ "$(mp)" != "$old" ] && [ "$(mp)" != 0 ] && ipmitool raw 6 1 >/dev/null 2>&1; do sleep 0.05; n=$((n+1)); [ $n -gt 200 ] && break; done
+	echo "kill $i: $old -> $(mp) served after $(since $t0) s dev $(dev)"
+	sleep 2
+done
+rm -f /tmp/wdread.go
+$P wdread -trigger /tmp/wdread.go >/tmp/wdread.out 2>&1 & wr=$!
+sleep 1
+old=$(mp)
+systemctl kill -s KILL ipmi-cuse
+n=0; until [ "$(mp)" != "$old" ] && [ "$(mp)" != 0 ] && ipmitool raw 6 1 >/dev/null 2>&1; do sleep 0.05; n=$((n+1)); [ $n -gt 200 ] && break; done
+touch /tmp/wdread.go
+sleep 4
+if kill -0 $wr 2>/dev/null; then
+	echo "inflight: still blocked 4 s after being interrupted"
+	kill -KILL $wr
+else
+	echo "inflight: $(grep 'read ended\|read [0-9]' /tmp/wdread.out | tr 'A-Z' 'a-z')"
+fi
+kill $hold; wait $hold; cat /tmp/hold.out /tmp/hold.err
+`
