@@ -409,7 +409,7 @@ func (e *Engine) ServeInline(r *Request) bool {
 		return false
 	}
 	e.mu.Lock()
-	if e.closed || e.busy || e.inline || e.cfg.SingleFIFO || e.prio.n > 0 || e.nNormal > 0 {
+	if e.closed || e.busy || e.inline || e.pause != nil || e.cfg.SingleFIFO || e.prio.n > 0 || e.nNormal > 0 {
 		e.mu.Unlock()
 		return false
 	}

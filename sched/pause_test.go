@@ -111,3 +111,23 @@ func TestAlive(t *testing.T) {
 	}
 	e.Resume()
 }
+
+// TestServeInlineRefusedWhilePaused: a paused engine lends its transport to
+// nobody, not even an idle-path caller.
+func TestServeInlineRefusedWhilePaused(t *testing.T) {
+	ft := &fakeTransport{}
+	e := sched.New(ft, sched.Config{Logger: quietLogger()})
+	defer e.Close()
+	if err := e.Pause(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rc := newRecorder()
+	r := rc.request(1, sched.LaneNormal, 1, far())
+	if e.ServeInline(r) {
+		t.Fatal("ServeInline served a request on a paused engine")
+	}
+	if n := ft.calls.Load(); n != 0 {
+		t.Fatalf("transport called %d times while paused", n)
+	}
+	e.Resume()
+}
