@@ -47,8 +47,12 @@ func TestUpgradeSIGHUP(t *testing.T) {
 	dir := t.TempDir()
 	s := &testbed.Session{
 		Env: env, Daemon: daemonPath, Dir: dir, Timeout: 6 * time.Minute, GuestBins: probeBins(t),
-		Commands: []testbed.Command{{Name: "upgrade", Timeout: 300, Args: []string{"sh", "-c", upgradeScript}}},
-		Script:   testbed.ScriptOptions{Mode: testbed.ShimMode, DaemonArgs: args},
+		Commands: []testbed.Command{{Name: "upgrade", Timeout: 300, Args: []string{"sh", "-c", upgradeScript}},
+			// What the privilege drop means for --port-io ioport: does an
+			// I/O privilege level survive fork+exec into a process with
+			// no capabilities? (KCS status register of the BMC above.)
+			{Name: "iopl", Timeout: 60, Args: []string{probeGuestPath, "iopl-exec", "parent", "0xca3"}}},
+		Script: testbed.ScriptOptions{Mode: testbed.ShimMode, DaemonArgs: args},
 	}
 	s.BMC.Extern = sim.Addr
 	out, res, err := s.Run(context.Background())
@@ -116,6 +120,19 @@ func TestUpgradeSIGHUP(t *testing.T) {
 	// The pretimeout fires 20 s after a pat: the gap must stay below.
 	if gapMax >= 20*time.Second {
 		t.Errorf("longest gap between pats at the BMC %v, not within the 20 s before the pretimeout", gapMax)
+	}
+	// The kernel's answer, which the README's upgrade section relies on:
+	// the level is inherited from the forking thread only.
+	if c := out.Command("iopl"); c == nil {
+		t.Error("no iopl-exec output")
+	} else {
+		io := string(c.Stdout) + string(c.Stderr)
+		t.Logf("iopl across fork+exec:\n%s", io)
+		with, without, _ := strings.Cut(io, "forked from a thread without iopl")
+		if !strings.Contains(with, "CapEff=0000000000000000") || !strings.Contains(with, "without calling iopl") ||
+			!strings.Contains(with, "iopl(3) = <nil>") || strings.Contains(without, "without calling iopl") {
+			t.Errorf("iopl across fork+exec is not what the README says (inherited from the forking thread only)")
+		}
 	}
 	var paused []string
 	for _, m := range regexp.MustCompile(`msg="upgrade: the new process serves" pid=\d+ freeze=(\S+) paused=(\S+)`).FindAllStringSubmatch(log, -1) {

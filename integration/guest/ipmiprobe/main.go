@@ -10,6 +10,7 @@
 //	ipmiprobe wdioc              /dev/watchdog's answers to the generic watchdog ioctls
 //	ipmiprobe hold -for D        one file kept open across daemon restarts, Get Device ID every -interval
 //	ipmiprobe wdread             a read of /dev/watchdog kept in flight, then interrupted (see wdread.go)
+//	ipmiprobe iopl-exec parent PORT  whether iopl survives fork+exec into a process without capabilities
 //
 // Every line on stdout is "case: result" and is meant to be identical in
 // both modes; lines on stderr start with "info:" and carry what may differ
@@ -51,6 +52,8 @@ func main() {
 		err = runHold(os.Args[2:])
 	case "wdread":
 		err = runWDRead(os.Args[2:])
+	case "iopl-exec":
+		err = runIoplExec(os.Args[2:])
 	case "flood", "pat":
 		err = runSlowBMC(os.Args[1], os.Args[2:])
 	case "msghandler":
