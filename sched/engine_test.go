@@ -379,7 +379,9 @@ func TestHealth(t *testing.T) {
 			t.Fatalf("timeout %d: Err = %v, want a transport timeout", i, r.Err)
 		}
 	}
-	if s := e.Stats(); s.Healthy || s.ConsecutiveTimeouts != 3 {
+	// A probe (every 5 ms once unresponsive) may already have timed out
+	// too on a loaded machine: at least 3.
+	if s := e.Stats(); s.Healthy || s.ConsecutiveTimeouts < 3 {
 		t.Fatalf("after 3 timeouts: healthy %v consecutive %d", s.Healthy, s.ConsecutiveTimeouts)
 	}
 	before := ft.calls.Load() - probes.Load()
