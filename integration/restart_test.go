@@ -137,6 +137,11 @@ journal ipmi-cuse
 			t.Errorf("rollback %s: %v (want the same main process, active, same device)", name, m)
 		}
 	}
+	// Nothing restarted the daemon between the reloads and the kills.
+	if strings.Contains(j, "Watchdog timeout") || strings.Contains(j, "Scheduled restart job, restart counter is at 1.") &&
+		strings.Index(j, "Scheduled restart job, restart counter is at 1.") < strings.Index(j, "upgrade failed") {
+		t.Error("the daemon was restarted before the kills (systemd's watchdog, or a crash)")
+	}
 	for _, want := range []string{"exited before it was ready", "did not become ready in time"} {
 		if !strings.Contains(j, want) {
 			t.Errorf("journal lacks the rolled-back upgrade's reason %q", want)
