@@ -127,11 +127,13 @@ func feedWatchdog(ctx context.Context, log *slog.Logger, engine *sched.Engine, w
 	tick := time.NewTicker(iv / 3)
 	defer tick.Stop()
 	wedged := false
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
 		}
 		if !engine.Alive(window) {
 			if !wedged {

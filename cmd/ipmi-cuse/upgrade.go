@@ -223,7 +223,10 @@ func (u *upgrader) upgrade(ctx context.Context) error {
 	}
 	// Tell the supervisor before exiting, while this is still its main
 	// process (NotifyAccess=main suffices).
-	notify(u.log, fmt.Sprintf("MAINPID=%d", p.Pid), "READY=1")
+	// WATCHDOG=1 too: the new process feeds systemd's watchdog only a
+	// third of WatchdogSec= after it starts, and upgrades in quick
+	// succession must not let the timer run out meanwhile.
+	notify(u.log, fmt.Sprintf("MAINPID=%d", p.Pid), "READY=1", "WATCHDOG=1")
 	u.log.Info("upgrade: the new process serves", "pid", p.Pid, "freeze", fr.Took, "paused", time.Since(start),
 		"state_bytes", len(fr.State))
 	u.done.Store(true)
