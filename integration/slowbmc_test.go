@@ -100,8 +100,35 @@ var slowVariants = []slowVariant{
 	{"shim without priority, /dev/ipmi0 patter", testbed.ShimMode, ipmiPatter, false},
 }
 
+// doneSensor and doneReading are how the host tells the guest that its
+// fault timeline is over: the host sets the simulated BMC's sensor to the
+// reading (within its thresholds, so no event follows) and the guest's
+// `ipmiprobe await-sensor` ends the flood when it reads it. The flood thus
+// covers the whole timeline however slowly the guest runs against the
+// host, instead of a duration counted on the guest's clock from a moment
+// the host cannot see.
+const (
+	doneSensor  = 0x03 // bmcsim's "12V", nominal raw 200
+	doneReading = 201
+)
+
+// awaitLimit bounds the guest's wait for the host's end of the timeline:
+// the timeline itself plus two minutes for a late first pat or a slow
+// guest.
+func (sc slowScenario) awaitLimit() time.Duration {
+	return sc.floodDuration() + 2*time.Minute
+}
+
+// doneAfter is how long after the BMC's recovery the host ends the
+// timeline: the recover phase, and at least the assertions' windows
+// (10 s to answer, 15 s to re-arm) with a second to spare.
+func (sc slowScenario) doneAfter() time.Duration {
+	return max(sc.recover, 16*time.Second)
+}
+
 // guestScript is the scenario's guest side as one shell command: start the
-// watchdog daemon, flood, stop the daemon, print its summary.
+// watchdog daemon, flood until the host says the timeline is over (or
+// awaitLimit passed), stop the daemon, print both summaries.
 func (sc slowScenario) guestScript(v slowVariant) string {
 	var b strings.Builder
 	b.WriteString("P=" + probeGuestPath + "\n")
@@ -120,9 +147,14 @@ func (sc slowScenario) guestScript(v slowVariant) string {
 			sc.wdTimeout, int(sc.patInterval/time.Second))
 	}
 	b.WriteString("sleep 1\n")
-	fmt.Fprintf(&b, "$P flood -clients %d -depth %d -duration %s -drain 150s; rc=$?\n", sc.clients, sc.depth, sc.floodDuration())
+	limit := sc.awaitLimit()
+	fmt.Fprintf(&b, "$P flood -clients %d -depth %d -duration %s -drain 150s >/tmp/flood.out 2>/tmp/flood.err & fl=$!\n",
+		sc.clients, sc.depth, limit+10*time.Second)
+	fmt.Fprintf(&b, "$P await-sensor -num %d -value %d -timeout %s >&2 || echo 'info: the host never ended the timeline' >&2\n",
+		doneSensor, doneReading, limit)
+	b.WriteString("kill -USR1 $fl; wait $fl; rc=$?\n")
 	b.WriteString("kill -TERM $pat; wait $pat; echo \"info: patter exited with $?\" >&2\n")
-	b.WriteString("cat /tmp/pat.out; cat /tmp/pat.err >&2\nexit $rc\n")
+	b.WriteString("cat /tmp/flood.out; cat /tmp/flood.err >&2\ncat /tmp/pat.out; cat /tmp/pat.err >&2\nexit $rc\n")
 	return b.String()
 }
 
@@ -150,6 +182,13 @@ type bmcTrace struct {
 	answering  time.Duration
 	rearmed    time.Duration // recovery → first accepted pat after the reboot
 	final      bmcsim.Stats
+	// events are the phase changes, for a failure's report.
+	events []string
+}
+
+// timeline returns the phase changes and the final BMC counters.
+func (tr *bmcTrace) timeline() string {
+	return strings.Join(tr.events, "; ") + fmt.Sprintf("; final %+v", tr.final)
 }
 
 // driveBMC runs the scenario's timeline against sim until ctx ends.
@@ -165,6 +204,7 @@ func (sc slowScenario) driveBMC(ctx context.Context, sim *testbed.SimBMC, clk *t
 		select {
 		case <-ctx.Done():
 			tr.mu.Lock()
+			tr.events = append(tr.events, fmt.Sprintf("VM ended at %v in phase %s", time.Since(t0).Round(10*time.Millisecond), phase))
 			tr.final = b.Stats()
 			tr.mu.Unlock()
 			return
@@ -190,8 +230,10 @@ func (sc slowScenario) driveBMC(ctx context.Context, sim *testbed.SimBMC, clk *t
 		}
 		if t0.IsZero() && st.WatchdogResets > 0 {
 			t0, phase, tr.started = now, "warm", true
+			tr.events = append(tr.events, fmt.Sprintf("warm at %s (requests %d)", now.Format("15:04:05.000"), st.Requests))
 		}
 		el := now.Sub(t0)
+		was := phase
 		switch {
 		case phase == "warm" && el >= sc.warm:
 			phase = "slow"
@@ -212,6 +254,14 @@ func (sc slowScenario) driveBMC(ctx context.Context, sim *testbed.SimBMC, clk *t
 			reqsAtRecover = st.Requests
 			b.SetSilent(false)
 			tr.recovered = time.Now()
+		case phase == "recover" && now.Sub(tr.recovered) >= sc.doneAfter():
+			phase = "done"
+			if err := b.SetSensorReading(doneSensor, doneReading); err != nil {
+				tr.events = append(tr.events, "cannot end the timeline: "+err.Error())
+			}
+		}
+		if phase != was {
+			tr.events = append(tr.events, fmt.Sprintf("%s at %v (requests %d, pats %d)", phase, el.Round(10*time.Millisecond), st.Requests, len(tr.pats)))
 		}
 		prev = st
 		tr.mu.Unlock()
@@ -244,6 +294,8 @@ type slowResult struct {
 	flood map[string]string // ipmiprobe flood's key=value pairs
 	pat   map[string]string // ipmiprobe pat's (empty for busybox)
 	out   *testbed.Output
+	// simLog is what the simulated BMC logged, for a failure's report.
+	simLog string
 }
 
 var kvRe = regexp.MustCompile(`(\w+)=(\S+)`)
@@ -278,7 +330,7 @@ func runSlowBMC(t *testing.T, env *testbed.Env, daemonPath string, bins map[stri
 			t.Error(err)
 		}
 	}()
-	limit := int((sc.floodDuration() + 150*time.Second + 60*time.Second) / time.Second)
+	limit := int((sc.awaitLimit() + 150*time.Second + 60*time.Second) / time.Second)
 	dir := t.TempDir()
 	s := &testbed.Session{
 		Env: env, Dir: dir, Timeout: bootTimeout, GuestBins: bins, BMC: testbed.BMC{Extern: sim.Addr, Interface: sc.iface},
@@ -319,7 +371,7 @@ func runSlowBMC(t *testing.T, env *testbed.Env, daemonPath string, bins map[stri
 	if !tr.started {
 		t.Errorf("%s: the BMC never accepted a pat, so the fault timeline never ran", v.name)
 	}
-	return &slowResult{v: v, trace: tr, out: out, flood: parseKV(r.Stdout, "flood"), pat: parseKV(r.Stdout, "pat")}
+	return &slowResult{v: v, trace: tr, out: out, flood: parseKV(r.Stdout, "flood"), pat: parseKV(r.Stdout, "pat"), simLog: sim.Log()}
 }
 
 // TestSlowBMCWatchdog asserts ipmi-cuse's side of the scenario (ciScenario)
@@ -351,6 +403,11 @@ func TestSlowBMCWatchdog(t *testing.T) {
 			r := runSlowBMC(t, env, daemonPath, bins, ciScenario, v)
 			t.Log(slowTable(ciScenario, []*slowResult{r}))
 			checkShimSide(t, r)
+			if t.Failed() {
+				t.Logf("ipmi-cuse's log:\n%s", r.out.Files[testbed.GuestDaemonLog])
+				t.Logf("simulated BMC's log:\n%s", r.simLog)
+				t.Logf("timeline: %s", r.trace.timeline())
+			}
 		})
 	}
 }

@@ -4,9 +4,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -53,7 +56,9 @@ type floodReq struct {
 //	flood clients=C depth=D sent=S answered=A lost=L misrouted=M ebusy=B send_errors=E recv_errors=R cc_00=.. cc_c3=.. ... p50_ms=P p99_ms=Q max_ms=X
 //
 // EBUSY is the per-user limit on outstanding requests (backpressure), not
-// an error: the client waits for a reply and sends again.
+// an error: the client waits for a reply and sends again. SIGUSR1 ends the
+// sending early (the drain follows), so a script can tie the flood to an
+// event instead of a guessed duration.
 func runFlood(args []string) error {
 	fs := flag.NewFlagSet("flood", flag.ContinueOnError)
 	clients := fs.Int("clients", 8, "open files sending at once")
@@ -69,13 +74,22 @@ func runFlood(args []string) error {
 	cs := make([]*floodClient, *clients)
 	errs := make([]error, *clients)
 	stop := time.Now().Add(*duration)
+	var stopped atomic.Bool
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+	go func() {
+		if _, ok := <-usr1; ok {
+			stopped.Store(true)
+		}
+	}()
 	var wg sync.WaitGroup
 	for i := range cs {
 		cs[i] = &floodClient{id: int64(i), sendErr: map[string]int{}, cc: map[byte]int{}, outstanding: map[int64]floodReq{}}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = cs[i].run(*depth, stop, stop.Add(*drain))
+			errs[i] = cs[i].run(*depth, stop, *drain, &stopped)
 		}()
 	}
 	wg.Wait()
@@ -133,22 +147,26 @@ func pctMS(d []time.Duration, q float64) float64 {
 	return float64(d[min(len(d)-1, int(q*float64(len(d))))]) / float64(time.Millisecond)
 }
 
-// run is one client's loop: keep depth requests outstanding until stop,
-// then drain until every reply came or the deadline passed.
-func (c *floodClient) run(depth int, stop, deadline time.Time) error {
+// run is one client's loop: keep depth requests outstanding until stop or
+// until stopped is set, then drain until every reply came or drain passed.
+func (c *floodClient) run(depth int, stop time.Time, drain time.Duration, stopped *atomic.Bool) error {
 	d, err := newDev()
 	if err != nil {
 		return err
 	}
 	defer d.Close()
 	seq := int64(0)
+	var deadline time.Time
 	for {
 		now := time.Now()
-		sending := now.Before(stop)
+		sending := now.Before(stop) && !stopped.Load()
+		if !sending && deadline.IsZero() {
+			deadline = now.Add(drain)
+		}
 		if !sending && len(c.outstanding) == 0 {
 			return nil
 		}
-		if now.After(deadline) {
+		if !sending && now.After(deadline) {
 			c.lost += len(c.outstanding)
 			return nil
 		}

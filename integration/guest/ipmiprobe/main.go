@@ -33,7 +33,7 @@ var devPath = "/dev/ipmi0"
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: ipmiprobe uroot|badinput|bench|micro|child|flood|pat|msghandler|wdioc|wakeups [flags]")
+		fmt.Fprintln(os.Stderr, "usage: ipmiprobe uroot|badinput|bench|micro|child|flood|pat|msghandler|wdioc|wakeups|await-sensor [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -62,6 +62,8 @@ func main() {
 		err = runWatchdogIoctls()
 	case "wakeups":
 		err = runWakeups(os.Args[2:])
+	case "await-sensor":
+		err = runAwaitSensor(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown subcommand %q", os.Args[1])
 	}
