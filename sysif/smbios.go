@@ -8,7 +8,7 @@ import (
 
 // FromSMBIOS reads the IPMI Device Information records (SMBIOS type 38,
 // DSP0134 7.39) and returns the interfaces ipmi-cuse can drive, in the
-// kernel's numbering order (see siFirst), and a description of each record
+// kernel's numbering order (see kernelOrder), and a description of each record
 // it cannot use (SMIC, memory-mapped registers, reserved encodings), so
 // errors name what was found.
 func FromSMBIOS(info *smbios.Info) (found []Interface, unusable []string, err error) {
@@ -24,7 +24,7 @@ func FromSMBIOS(info *smbios.Info) (found []Interface, unusable []string, err er
 		}
 		found = append(found, i)
 	}
-	return siFirst(found), unusable, nil
+	return kernelOrder(found), unusable, nil
 }
 
 func fromRecord(d *smbios.IPMIDeviceInfo) (Interface, string) {
@@ -66,7 +66,7 @@ func fromRecord(d *smbios.IPMIDeviceInfo) (Interface, string) {
 	default:
 		return Interface{}, fmt.Sprintf("%s at %#x with reserved register spacing", name, addr)
 	}
-	return Interface{Kind: k, Base: uint16(addr), Spacing: spacing, Bus: -1, Source: src}, ""
+	return Interface{Kind: k, Base: uint16(addr), Spacing: spacing, Bus: -1, IRQ: d.InterruptNumber, Source: src}, ""
 }
 
 // Discover reads the firmware's SMBIOS tables (/sys/firmware/dmi/tables)

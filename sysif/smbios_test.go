@@ -13,7 +13,7 @@ import (
 
 // type38 builds an SMBIOS type 38 table from raw bytes laid out as firmware
 // lays them out, and parses it with u-root's own table parser.
-func type38(t *testing.T, ifType smbios.BMCInterfaceType, base uint64, modifier uint8) *smbios.Table {
+func type38(t *testing.T, ifType smbios.BMCInterfaceType, base uint64, modifier, irq uint8) *smbios.Table {
 	t.Helper()
 	raw := []byte{byte(smbios.TableTypeIPMIDeviceInfo), 0x12, 0x26, 0x00,
 		byte(ifType), // 04h interface type
@@ -24,7 +24,7 @@ func type38(t *testing.T, ifType smbios.BMCInterfaceType, base uint64, modifier 
 	for i := 0; i < 8; i++ {
 		raw = append(raw, byte(base>>(8*i))) // 08h base address
 	}
-	raw = append(raw, modifier, 5, 0, 0) // 10h modifier, 11h IRQ, no strings
+	raw = append(raw, modifier, irq, 0, 0) // 10h modifier, 11h IRQ, no strings
 	tbl, _, err := smbios.ParseTable(raw)
 	if err != nil {
 		t.Fatalf("ParseTable: %v", err)
@@ -36,6 +36,7 @@ type rec struct {
 	ifType   smbios.BMCInterfaceType
 	base     uint64
 	modifier uint8
+	irq      uint8
 }
 
 const (
@@ -49,6 +50,11 @@ func kcsAt(base, spacing uint16) Interface {
 	return Interface{Kind: KCS, Base: base, Spacing: spacing, Bus: -1, Source: "SMBIOS type 38"}
 }
 
+func withIRQ(i Interface, irq uint8) Interface {
+	i.IRQ = irq
+	return i
+}
+
 func TestFromSMBIOS(t *testing.T) {
 	ssif := Interface{Kind: SSIF, Bus: -1, Addr: 0x10, Source: "SMBIOS type 38"}
 	btAt := Interface{Kind: BT, Base: 0xE4, Spacing: 1, Bus: -1, Source: "SMBIOS type 38"}
@@ -59,27 +65,31 @@ func TestFromSMBIOS(t *testing.T) {
 		unusable []string // substrings, in order
 	}{
 		// What QEMU's isa-ipmi-kcs describes: 0xCA2 in I/O space, spacing 1.
-		{name: "qemu isa-ipmi-kcs", recs: []rec{{tKCS, 0xCA3, 0x00}}, want: []Interface{kcsAt(0xCA2, 1)}},
-		{name: "odd address via modifier bit 4", recs: []rec{{tKCS, 0xCA3, 0x10}}, want: []Interface{kcsAt(0xCA3, 1)}},
-		{name: "32-bit spacing", recs: []rec{{tKCS, 0xCA9, 0x40}}, want: []Interface{kcsAt(0xCA8, 4)}},
-		{name: "16-byte spacing", recs: []rec{{tKCS, 0xCA9, 0x80}}, want: []Interface{kcsAt(0xCA8, 16)}},
+		{name: "qemu isa-ipmi-kcs", recs: []rec{{tKCS, 0xCA3, 0x00, 0}}, want: []Interface{kcsAt(0xCA2, 1)}},
+		{name: "odd address via modifier bit 4", recs: []rec{{tKCS, 0xCA3, 0x10, 0}}, want: []Interface{kcsAt(0xCA3, 1)}},
+		{name: "32-bit spacing", recs: []rec{{tKCS, 0xCA9, 0x40, 0}}, want: []Interface{kcsAt(0xCA8, 4)}},
+		{name: "16-byte spacing", recs: []rec{{tKCS, 0xCA9, 0x80, 0}}, want: []Interface{kcsAt(0xCA8, 16)}},
 		// QEMU's isa-ipmi-bt: 0xE4 in I/O space.
-		{name: "qemu isa-ipmi-bt", recs: []rec{{tBT, 0xE5, 0}}, want: []Interface{btAt}},
+		{name: "qemu isa-ipmi-bt", recs: []rec{{tBT, 0xE5, 0, 0}}, want: []Interface{btAt}},
 		// QEMU's smbus-ipmi at 0x10: the base address byte is 0x20.
-		{name: "qemu smbus-ipmi", recs: []rec{{tSSIF, 0x20, 0}}, want: []Interface{ssif}},
+		{name: "qemu smbus-ipmi", recs: []rec{{tSSIF, 0x20, 0, 0}}, want: []Interface{ssif}},
 		// ipmi_si's interfaces come first, in table order, then SSIF.
-		{name: "ssif, kcs, bt", recs: []rec{{tSSIF, 0x20, 0}, {tKCS, 0xCA3, 0}, {tBT, 0xE5, 0}}, want: []Interface{kcsAt(0xCA2, 1), btAt, ssif}},
-		{name: "memory mapped", recs: []rec{{tKCS, 0xFED00000, 0}}, unusable: []string{"memory-mapped KCS at 0xfed00000"}},
-		{name: "memory mapped BT beside KCS", recs: []rec{{tBT, 0xFED00000, 0}, {tKCS, 0xCA3, 0}}, want: []Interface{kcsAt(0xCA2, 1)}, unusable: []string{"memory-mapped BT"}},
-		{name: "reserved spacing", recs: []rec{{tKCS, 0xCA3, 0xC0}}, unusable: []string{"reserved register spacing"}},
-		{name: "SMIC", recs: []rec{{tSMIC, 0xCA9, 0}}, unusable: []string{"SMIC at 0xca8 (SMIC is not supported)"}},
+		{name: "ssif, kcs, bt", recs: []rec{{tSSIF, 0x20, 0, 0}, {tKCS, 0xCA3, 0, 0}, {tBT, 0xE5, 0, 0}}, want: []Interface{kcsAt(0xCA2, 1), btAt, ssif}},
+		{name: "memory mapped", recs: []rec{{tKCS, 0xFED00000, 0, 0}}, unusable: []string{"memory-mapped KCS at 0xfed00000"}},
+		{name: "memory mapped BT beside KCS", recs: []rec{{tBT, 0xFED00000, 0, 0}, {tKCS, 0xCA3, 0, 0}}, want: []Interface{kcsAt(0xCA2, 1)}, unusable: []string{"memory-mapped BT"}},
+		{name: "reserved spacing", recs: []rec{{tKCS, 0xCA3, 0xC0, 0}}, unusable: []string{"reserved register spacing"}},
+		// init_ipmi_si tries the interfaces with an interrupt first, and
+		// drops a second record at an address already kept.
+		{name: "irq first", recs: []rec{{tKCS, 0xCA3, 0, 0}, {tSSIF, 0x20, 0, 0}, {tBT, 0xE5, 0, 5}}, want: []Interface{withIRQ(btAt, 5), kcsAt(0xCA2, 1), ssif}},
+		{name: "duplicate address", recs: []rec{{tKCS, 0xCA3, 0, 0}, {tBT, 0xCA3, 0, 0}, {tKCS, 0xCA3, 0, 9}}, want: []Interface{withIRQ(kcsAt(0xCA2, 1), 9)}},
+		{name: "SMIC", recs: []rec{{tSMIC, 0xCA9, 0, 0}}, unusable: []string{"SMIC at 0xca8 (SMIC is not supported)"}},
 		{name: "none"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			info := &smbios.Info{}
 			for _, r := range tt.recs {
-				info.Tables = append(info.Tables, type38(t, r.ifType, r.base, r.modifier))
+				info.Tables = append(info.Tables, type38(t, r.ifType, r.base, r.modifier, r.irq))
 			}
 			got, unusable, err := FromSMBIOS(info)
 			if err != nil {

@@ -45,6 +45,10 @@ type Interface struct {
 	Bus int
 	// Addr is the 7-bit SMBus address of an SSIF BMC.
 	Addr uint8
+	// IRQ is the interrupt SMBIOS gives a KCS or BT interface (0: none).
+	// ipmi-cuse polls, but the number orders the interfaces as the
+	// kernel numbers them (see kernelOrder).
+	IRQ uint8
 	// Source says where the description came from (for logs).
 	Source string
 }
@@ -75,13 +79,24 @@ func kindName(k Kind) string {
 // ipmi-cuse can drive.
 var ErrNoInterface = errors.New("no usable IPMI system interface described in SMBIOS type 38")
 
-// siFirst orders interfaces as the kernel numbers them (/dev/ipmi0,
-// /dev/ipmi1...): ipmi_si's (KCS, BT; in table order) before ipmi_ssif's,
-// as when ipmi_si is loaded or built in before ipmi_ssif.
-func siFirst(in []Interface) []Interface {
+// kernelOrder orders interfaces as the kernel numbers them (/dev/ipmi0,
+// /dev/ipmi1...) when every one answers: ipmi_si's before ipmi_ssif's, as
+// when ipmi_si is loaded or built in before ipmi_ssif; among ipmi_si's,
+// init_ipmi_si tries those with an interrupt first, then those without,
+// each group in table order, and skips a record at the I/O address of one
+// already kept (a duplicate, as ipmi_si_add_smi drops it). SSIF records
+// keep their table order. An interface that does not answer takes no
+// number: the daemon skips it when it opens them (ipmi_msghandler numbers
+// only the interfaces that registered).
+func kernelOrder(in []Interface) []Interface {
 	out := make([]Interface, 0, len(in))
-	for _, i := range in {
-		if i.Kind != SSIF {
+	seen := map[uint16]bool{}
+	for _, withIRQ := range []bool{true, false} {
+		for _, i := range in {
+			if i.Kind == SSIF || (i.IRQ != 0) != withIRQ || seen[i.Base] {
+				continue
+			}
+			seen[i.Base] = true
 			out = append(out, i)
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/ipmi-cuse/ipmi-cuse/msghandler"
 	"github.com/ipmi-cuse/ipmi-cuse/sched"
 	"github.com/ipmi-cuse/ipmi-cuse/state"
+	"github.com/ipmi-cuse/ipmi-cuse/sysif"
 	"github.com/ipmi-cuse/ipmi-cuse/watchdog"
 )
 
@@ -66,13 +67,10 @@ func run(ctx context.Context, o options, log *slog.Logger) (err error) {
 		// package doc, Least privilege).
 		o.portIO = "devport"
 	}
-	bmc, rest, err := openBMC(o, log, devPort)
+	cands, serveAll, err := bmcCandidates(o)
 	if err != nil {
 		return err
 	}
-	defer bmc.Close()
-	defer keepDevPort(bmc, o.portIO, log)()
-	what := bmc.What
 	// The watchdog is created once the engine runs, but a pretimeout can
 	// be seen by the attention handler (on the engine goroutine) at any
 	// time: hand it over through an atomic pointer.
@@ -87,26 +85,47 @@ func run(ctx context.Context, o options, log *slog.Logger) (err error) {
 			log.Error("BMC watchdog pretimeout: the BMC watchdog is armed by someone else and nobody patted it in time")
 		},
 	})
-	ecfg := sched.Config{
-		ProbeInterval: o.probeInterval,
-		Logger:        log,
-		OnAttention:   handler.HandleAttention,
-	}
-	if bmc.Attention != nil {
-		ecfg.Attention = msghandler.AttentionCheck(attentionFunc(bmc.Attention))
-	}
 	// devPtr is the device for the engine goroutine, once built.
 	var devPtr atomic.Pointer[ioctl.Device]
-	if bmc.SSIF != nil {
-		// SSIF has no attention bit: its check is a timer. Like ipmi_ssif,
-		// read the flags only while something waits for what they
-		// announce, as each read costs a slow bus transaction.
-		due := ecfg.Attention
-		ecfg.Attention = func() bool {
-			return due() && flagsWanted(wdPtr.Load() != nil, handler, devPtr.Load())
+	newEngine := func(bmc *sysif.Opened) *sched.Engine {
+		ecfg := sched.Config{
+			ProbeInterval: o.probeInterval,
+			Logger:        log,
+			OnAttention:   handler.HandleAttention,
 		}
+		if bmc.Attention != nil {
+			ecfg.Attention = msghandler.AttentionCheck(attentionFunc(bmc.Attention))
+		}
+		if bmc.SSIF != nil {
+			// SSIF has no attention bit: its check is a timer. Like
+			// ipmi_ssif, read the flags only while something waits for
+			// what they announce, as each read costs a slow bus
+			// transaction.
+			due := ecfg.Attention
+			ecfg.Attention = func() bool {
+				return due() && flagsWanted(wdPtr.Load() != nil, handler, devPtr.Load())
+			}
+		}
+		return sched.New(bmc.Transport, ecfg)
 	}
-	engine := sched.New(bmc.Transport, ecfg)
+	open := func(i sysif.Interface) (*sysif.Opened, error) {
+		if o.bmc == "sim" {
+			return openSim(o, log), nil
+		}
+		return sysif.Open(i, sysifOptions(o, log, devPort))
+	}
+	// The first interface whose BMC answers is /dev/ipmi0 (or --device);
+	// with several, the ones after it are served too (startMoreStacks).
+	bmc, engine, id, rest, err := firstAnswering(ctx, log, cands, open, newEngine, o.kcsTxTimeout+time.Second)
+	if err != nil {
+		return err
+	}
+	if !serveAll {
+		rest = nil
+	}
+	defer bmc.Close()
+	defer keepDevPort(bmc, o.portIO, log)()
+	what := bmc.What
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), o.kcsTxTimeout+time.Second)
 		defer cancel()
@@ -114,11 +133,6 @@ func run(ctx context.Context, o options, log *slog.Logger) (err error) {
 			log.Warn("engine shutdown", "err", err)
 		}
 	}()
-
-	id, err := getDeviceID(ctx, engine, o.kcsTxTimeout+time.Second)
-	if err != nil {
-		return fmt.Errorf("the BMC (%s) does not answer Get Device ID: %w", what, err)
-	}
 
 	// The CUSE reader answers ioctls inline (InlineIoctl below); when the
 	// ports can be reached from any thread (KCS; see kcs.Host.AnyThread),

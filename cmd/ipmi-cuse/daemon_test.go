@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/ipmi-cuse/ipmi-cuse/kcs"
 	"github.com/ipmi-cuse/ipmi-cuse/msghandler"
 	"github.com/ipmi-cuse/ipmi-cuse/sched"
+	"github.com/ipmi-cuse/ipmi-cuse/sysif"
 )
 
 // TestGetDeviceIDThroughEngine runs the daemon's start-up Get Device ID over
@@ -99,5 +101,77 @@ func TestDeviceSet(t *testing.T) {
 		if o.deviceSet != want {
 			t.Errorf("%q: deviceSet %v, want %v", args, o.deviceSet, want)
 		}
+	}
+}
+
+// TestFirstAnswering: interfaces that cannot be opened or whose BMC does
+// not answer are skipped, logged, and the next takes their number, as the
+// kernel registers only interfaces that answer Get Device ID.
+func TestFirstAnswering(t *testing.T) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	silent := func() *sysif.Opened {
+		port := kcsbmc.New(bmcsim.New(bmcsim.Config{Logger: quiet}))
+		port.Silence(time.Time{})
+		host := kcs.New(port, kcs.Config{WaitTimeout: 20 * time.Millisecond, TransactionTimeout: 100 * time.Millisecond, Logger: quiet})
+		return &sysif.Opened{Interface: sysif.Interface{Kind: sysif.KCS}, Transport: host, KCS: host, What: "silent KCS"}
+	}
+	answering := func() *sysif.Opened {
+		host := kcs.New(kcsbmc.New(bmcsim.New(bmcsim.Config{Logger: quiet})), kcs.Config{TransactionTimeout: time.Second, Logger: quiet})
+		return &sysif.Opened{Interface: sysif.Interface{Kind: sysif.KCS}, Transport: host, KCS: host, What: "answering KCS"}
+	}
+	kinds := map[string]func() (*sysif.Opened, error){
+		"absent":    func() (*sysif.Opened, error) { return nil, errors.New("no KCS interface answers at 0xca2") },
+		"silent":    func() (*sysif.Opened, error) { return silent(), nil },
+		"answering": func() (*sysif.Opened, error) { return answering(), nil },
+	}
+	tests := []struct {
+		name     string
+		cands    []string
+		want     int // index of the interface served; -1: none
+		wantRest int
+		wantLogs int // "not serving" lines
+	}{
+		{name: "first answers", cands: []string{"answering", "silent"}, want: 0, wantRest: 1},
+		{name: "first silent", cands: []string{"silent", "answering", "answering"}, want: 1, wantRest: 1, wantLogs: 1},
+		{name: "first two fail", cands: []string{"absent", "silent", "answering"}, want: 2, wantRest: 0, wantLogs: 2},
+		{name: "only one, silent", cands: []string{"silent"}, want: -1},
+		{name: "none answers", cands: []string{"absent", "silent"}, want: -1, wantLogs: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var cands []sysif.Interface
+			for n := range tt.cands {
+				cands = append(cands, sysif.Interface{Kind: sysif.KCS, Base: uint16(0xCA2 + 8*n), Spacing: 1, Bus: -1})
+			}
+			open := func(i sysif.Interface) (*sysif.Opened, error) {
+				return kinds[tt.cands[(int(i.Base)-0xCA2)/8]]()
+			}
+			var logs strings.Builder
+			log := slog.New(slog.NewTextHandler(&logs, nil))
+			newEngine := func(b *sysif.Opened) *sched.Engine { return sched.New(b.Transport, sched.Config{Logger: quiet}) }
+			bmc, engine, id, rest, err := firstAnswering(context.Background(), log, cands, open, newEngine, 5*time.Second)
+			if got := strings.Count(logs.String(), "not serving an interface"); got != tt.wantLogs {
+				t.Errorf("%d log lines about skipped interfaces, want %d:\n%s", got, tt.wantLogs, logs.String())
+			}
+			if tt.want < 0 {
+				if err == nil {
+					t.Fatalf("served %s, want an error", bmc.What)
+				}
+				if len(tt.cands) > 1 && !strings.Contains(err.Error(), "no BMC answers on any of the") {
+					t.Errorf("error %v does not say that no interface answers", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer engine.Close()
+			if bmc.Interface.Kind != sysif.KCS || bmc.What != "answering KCS" || id.ipmiVersion != 0x20 {
+				t.Errorf("served %q (IPMI %#x)", bmc.What, id.ipmiVersion)
+			}
+			if len(rest) != tt.wantRest || tt.wantRest > 0 && rest[0] != cands[tt.want+1] {
+				t.Errorf("rest %v, want the %d after candidate %d", rest, tt.wantRest, tt.want)
+			}
+		})
 	}
 }

@@ -284,46 +284,35 @@ func main() {
 	}
 }
 
-// openBMC opens the interface to serve: the hardware's (from flags or
-// SMBIOS type 38), or the embedded simulated BMC's.
-//
-// With no selection (no --interface, --device or address flag) it also
-// returns the further interfaces SMBIOS describes, in the kernel's order,
-// for startMoreStacks.
-func openBMC(o options, log *slog.Logger, devPort *os.File) (*sysif.Opened, []sysif.Interface, error) {
-	if o.bmc == "sim" {
-		return openSim(o, log), nil, nil
-	}
-	var rest []sysif.Interface
-	var iface sysif.Interface
+// bmcCandidates lists the interfaces to try, in the kernel's order: the
+// one an address flag gives, the embedded simulated BMC, or those SMBIOS
+// type 38 describes (of --interface's type). all says whether every
+// interface that answers is served (no --interface, --device or address
+// flag) or only the first (see firstAnswering).
+func bmcCandidates(o options) (cands []sysif.Interface, all bool, err error) {
 	switch {
+	case o.bmc == "sim":
+		return []sysif.Interface{{Kind: sysif.Kind(o.iface), Bus: -1, Source: "--bmc sim"}}, false, nil
 	case o.kcsPort != 0:
-		iface = sysif.Interface{Kind: sysif.KCS, Base: uint16(o.kcsPort), Spacing: uint16(o.kcsSpacing), Bus: -1, Source: "--kcs-port"}
+		return []sysif.Interface{{Kind: sysif.KCS, Base: uint16(o.kcsPort), Spacing: uint16(o.kcsSpacing), Bus: -1, Source: "--kcs-port"}}, false, nil
 	case o.btPort != 0:
-		iface = sysif.Interface{Kind: sysif.BT, Base: uint16(o.btPort), Spacing: uint16(o.btSpacing), Bus: -1, Source: "--bt-port"}
+		return []sysif.Interface{{Kind: sysif.BT, Base: uint16(o.btPort), Spacing: uint16(o.btSpacing), Bus: -1, Source: "--bt-port"}}, false, nil
 	case o.ssifAddr != 0:
-		iface = sysif.Interface{Kind: sysif.SSIF, Bus: o.ssifBus, Addr: uint8(o.ssifAddr), Source: "--ssif-address"}
-	default:
-		all, err := sysif.Discover()
-		if err != nil {
-			return nil, nil, fmt.Errorf("finding the BMC's interface: %w (--kcs-port, --bt-port or --ssif-address give one)", err)
-		}
-		found, err := sysif.Select(all, sysif.Kind(o.iface))
-		if err != nil {
-			return nil, nil, fmt.Errorf("finding the BMC's interface: %w", err)
-		}
-		for i := range found {
-			if found[i].Kind == sysif.SSIF && o.ssifBus >= 0 {
-				found[i].Bus = o.ssifBus
-			}
-		}
-		iface = found[0]
-		if o.iface == "" && !o.deviceSet {
-			rest = found[1:]
+		return []sysif.Interface{{Kind: sysif.SSIF, Bus: o.ssifBus, Addr: uint8(o.ssifAddr), Source: "--ssif-address"}}, false, nil
+	}
+	found, err := sysif.Discover()
+	if err != nil {
+		return nil, false, fmt.Errorf("finding the BMC's interface: %w (--kcs-port, --bt-port or --ssif-address give one)", err)
+	}
+	if found, err = sysif.Select(found, sysif.Kind(o.iface)); err != nil {
+		return nil, false, fmt.Errorf("finding the BMC's interface: %w", err)
+	}
+	for i := range found {
+		if found[i].Kind == sysif.SSIF && o.ssifBus >= 0 {
+			found[i].Bus = o.ssifBus
 		}
 	}
-	b, err := sysif.Open(iface, sysifOptions(o, log, devPort))
-	return b, rest, err
+	return found, o.iface == "" && !o.deviceSet, nil
 }
 
 // sysifOptions are the transports' settings from the flags.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -156,4 +157,43 @@ func (s *bmcStack) counters() []any {
 		args = append(args, "ssif_transactions", ss.Transactions, "ssif_failures", ss.Failures)
 	}
 	return args
+}
+
+// firstAnswering opens cands in order and starts an engine (newEngine) on
+// each until one's BMC answers Get Device ID; it returns that interface,
+// its engine and device ID, and the candidates after it. One that cannot
+// be opened or does not answer is closed and left out with an error in the
+// log, and the next takes its number: the kernel registers an interface
+// only once its BMC answers (ipmi_si's try_smi_init: "Interface detection
+// failed" or "There appears to be no BMC at this location"; ipmi_ssif's
+// probe likewise), and ipmi_msghandler numbers /dev/ipmiN over the
+// interfaces registered. When none answers, the error names each.
+func firstAnswering(ctx context.Context, log *slog.Logger, cands []sysif.Interface, open func(sysif.Interface) (*sysif.Opened, error),
+	newEngine func(*sysif.Opened) *sched.Engine, timeout time.Duration) (*sysif.Opened, *sched.Engine, deviceID, []sysif.Interface, error) {
+	var errs []error
+	for n, i := range cands {
+		bmc, err := open(i)
+		if err == nil {
+			engine := newEngine(bmc)
+			var id deviceID
+			if id, err = getDeviceID(ctx, engine, timeout); err == nil {
+				return bmc, engine, id, cands[n+1:], nil
+			}
+			err = fmt.Errorf("the BMC (%s) does not answer Get Device ID: %w", bmc.What, err)
+			engine.Close()
+			bmc.Close()
+		}
+		if ctx.Err() != nil {
+			return nil, nil, deviceID{}, nil, err
+		}
+		errs = append(errs, err)
+		if n+1 < len(cands) {
+			log.Error("not serving an interface whose BMC does not answer; the next one takes its number, as with the kernel's ipmi_si and ipmi_ssif",
+				"interface", i.String(), "err", err)
+		}
+	}
+	if len(errs) == 1 {
+		return nil, nil, deviceID{}, nil, errs[0]
+	}
+	return nil, nil, deviceID{}, nil, fmt.Errorf("no BMC answers on any of the %d interfaces found: %w", len(cands), errors.Join(errs...))
 }
