@@ -18,7 +18,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 var getDeviceID = []byte{0x06 << 2, 0x01}
 
-func newPair(t *testing.T, cfg btbmc.Config, hc bt.Config) (*bt.Host, *btbmc.BMC, *bmcsim.BMC) {
+func newPair(t testing.TB, cfg btbmc.Config, hc bt.Config) (*bt.Host, *btbmc.BMC, *bmcsim.BMC) {
 	t.Helper()
 	sim := bmcsim.New(bmcsim.Config{Logger: quiet})
 	b := btbmc.New(sim, cfg)

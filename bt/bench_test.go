@@ -1,0 +1,54 @@
+package bt_test
+
+import (
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ipmi-cuse/ipmi-cuse/bmcsim/btbmc"
+	"github.com/ipmi-cuse/ipmi-cuse/bt"
+)
+
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkPollCPU measures CPU and wall time per transaction against a
+// BMC that answers at once and one that takes 2 ms per response, so the
+// cost of the spin-then-sleep wait is visible: on the slow BMC the CPU per
+// transaction should stay far below its wall time.
+func BenchmarkPollCPU(b *testing.B) {
+	for _, tc := range []struct {
+		name    string
+		latency time.Duration
+		spin    time.Duration
+	}{
+		{name: "fast"},
+		{name: "slow-2ms", latency: 2 * time.Millisecond},
+		{name: "slow-2ms-nospin", latency: 2 * time.Millisecond, spin: time.Nanosecond},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			h, bmc, _ := newPair(b, btbmc.Config{}, bt.Config{SpinFor: tc.spin})
+			bmc.SetLatency(tc.latency)
+			resp := make([]byte, 0, bt.MaxFrame)
+			b.ReportAllocs()
+			cpu0, wall0 := cpuTime(b), time.Now()
+			for b.Loop() {
+				var err error
+				if resp, err = h.Transact(getDeviceID, resp, time.Time{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			cpu, wall := cpuTime(b)-cpu0, time.Since(wall0)
+			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/tx")
+			b.ReportMetric(float64(wall.Nanoseconds())/float64(b.N), "wall-ns/tx")
+			st := h.Stats()
+			b.ReportMetric(float64(st.Sleeps)/float64(b.N), "sleeps/tx")
+			b.ReportMetric(float64(st.CtrlReads)/float64(b.N), "ctrlreads/tx")
+		})
+	}
+}
