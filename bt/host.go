@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"sync/atomic"
 	"time"
+
+	"github.com/ipmi-cuse/ipmi-cuse/internal/portwait"
 )
 
 // Config tunes a Host. Zero values mean the defaults, which follow the
@@ -133,7 +135,8 @@ type Stats struct {
 
 type counters struct {
 	transactions, failures, ctrlReads, ctrlWrites, bufReads, bufWrites atomic.Uint64
-	sleeps, sleepNanos, retries, timeouts, stale, busyRefused          atomic.Uint64
+	retries, timeouts, stale, busyRefused                              atomic.Uint64
+	wait                                                               portwait.Counters
 }
 
 // threadBinder is implemented by ports whose access right belongs to one
@@ -179,8 +182,8 @@ func (h *Host) Stats() Stats {
 		CtrlWrites:   h.c.ctrlWrites.Load(),
 		BufReads:     h.c.bufReads.Load(),
 		BufWrites:    h.c.bufWrites.Load(),
-		Sleeps:       h.c.sleeps.Load(),
-		SleepTime:    time.Duration(h.c.sleepNanos.Load()),
+		Sleeps:       h.c.wait.Sleeps.Load(),
+		SleepTime:    time.Duration(h.c.wait.SleepNanos.Load()),
 		Retries:      h.c.retries.Load(),
 		Timeouts:     h.c.timeouts.Load(),
 		Stale:        h.c.stale.Load(),
@@ -567,13 +570,12 @@ func (h *Host) readBuf() (uint8, error) {
 }
 
 // wait polls the control register until done reports true, done fails,
-// or dl passes (ErrTimeout with the last value seen). It spins for
-// SpinFor, then sleeps with exponential backoff up to MaxSleep. A register
-// reading 0xFF ends the wait at once with ErrNoInterface, so a missing
-// interface does not cost the deadline.
+// or dl passes (ErrTimeout with the last value seen), spinning first and
+// then sleeping (portwait). A register reading 0xFF ends the wait at once
+// with ErrNoInterface, so a missing interface does not cost the deadline.
 func (h *Host) wait(dl time.Time, done func(c uint8) (bool, error)) (uint8, error) {
-	var spinEnd time.Time
-	backoff := h.cfg.MinSleep
+	w := portwait.Policy{Spin: h.cfg.SpinFor, MinSleep: h.cfg.MinSleep, MaxSleep: h.cfg.MaxSleep}.
+		Start(dl, 0, &h.c.wait)
 	for {
 		c, err := h.ctrl()
 		if err != nil {
@@ -589,25 +591,8 @@ func (h *Host) wait(dl time.Time, done func(c uint8) (bool, error)) (uint8, erro
 		if ok {
 			return c, nil
 		}
-		now := time.Now()
-		if !now.Before(dl) {
+		if !w.Pause() {
 			return c, ErrTimeout
-		}
-		if spinEnd.IsZero() {
-			spinEnd = now.Add(h.cfg.SpinFor)
-		}
-		if now.Before(spinEnd) {
-			continue
-		}
-		d := backoff
-		if rem := dl.Sub(now); rem < d {
-			d = rem
-		}
-		h.c.sleeps.Add(1)
-		h.c.sleepNanos.Add(uint64(d))
-		sleep(d)
-		if backoff *= 2; backoff > h.cfg.MaxSleep {
-			backoff = h.cfg.MaxSleep
 		}
 	}
 }

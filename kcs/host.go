@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"sync/atomic"
 	"time"
+
+	"github.com/ipmi-cuse/ipmi-cuse/internal/portwait"
 )
 
 // Config tunes a Host. Zero values mean the defaults, which follow the
@@ -107,9 +109,9 @@ type Stats struct {
 
 type counters struct {
 	transactions, failures, statusReads, dataReads, dataWrites, commandWrites atomic.Uint64
-	sleeps, sleepNanos, recoveries, retries, timeouts                         atomic.Uint64
-	timeoutsOBF                                                               atomic.Uint64
+	recoveries, retries, timeouts, timeoutsOBF                                atomic.Uint64
 	byKind                                                                    [numFailureKinds]atomic.Uint64
+	wait                                                                      portwait.Counters
 }
 
 // Host is the host side of one KCS interface. It is not safe for
@@ -183,8 +185,8 @@ func (h *Host) Stats() Stats {
 		DataReads:     h.c.dataReads.Load(),
 		DataWrites:    h.c.dataWrites.Load(),
 		CommandWrites: h.c.commandWrites.Load(),
-		Sleeps:        h.c.sleeps.Load(),
-		SleepTime:     time.Duration(h.c.sleepNanos.Load()),
+		Sleeps:        h.c.wait.Sleeps.Load(),
+		SleepTime:     time.Duration(h.c.wait.SleepNanos.Load()),
 		Recoveries:    h.c.recoveries.Load(),
 		Retries:       h.c.retries.Load(),
 		Timeouts:      h.c.timeouts.Load(),
@@ -561,12 +563,12 @@ func (h *Host) waitOBF(dl time.Time, st State) (Status, error) {
 	return h.wait(dl, true, st)
 }
 
-// wait is the polling loop: it spins on the status register for SpinFor,
-// then sleeps with exponential backoff from MinSleep to MaxSleep, until the
-// condition holds, the per-wait timeout passes, or dl passes.
+// wait is the polling loop: it polls the status register until the
+// condition holds, the per-wait timeout (WaitTimeout from the first miss)
+// passes, or dl passes, spinning first and then sleeping (portwait).
 func (h *Host) wait(dl time.Time, obf bool, st State) (Status, error) {
-	var start, spinEnd, wdl time.Time
-	backoff := h.cfg.MinSleep
+	w := portwait.Policy{Spin: h.cfg.SpinFor, MinSleep: h.cfg.MinSleep, MaxSleep: h.cfg.MaxSleep}.
+		Start(dl, h.cfg.WaitTimeout, &h.c.wait)
 	for {
 		s, err := h.status()
 		if err != nil {
@@ -582,16 +584,7 @@ func (h *Host) wait(dl time.Time, obf bool, st State) (Status, error) {
 		} else if s&IBF == 0 {
 			return s, nil
 		}
-		now := time.Now()
-		if start.IsZero() {
-			start = now
-			spinEnd = now.Add(h.cfg.SpinFor)
-			wdl = now.Add(h.cfg.WaitTimeout)
-			if dl.Before(wdl) {
-				wdl = dl
-			}
-		}
-		if !now.Before(wdl) {
+		if !w.Pause() {
 			h.c.timeouts.Add(1)
 			what := errWaitIBF
 			if obf {
@@ -599,19 +592,6 @@ func (h *Host) wait(dl time.Time, obf bool, st State) (Status, error) {
 				h.c.timeoutsOBF.Add(1)
 			}
 			return s, &waitError{what: what, err: ErrTimeout}
-		}
-		if now.Before(spinEnd) {
-			continue
-		}
-		d := backoff
-		if rem := wdl.Sub(now); rem < d {
-			d = rem
-		}
-		h.c.sleeps.Add(1)
-		h.c.sleepNanos.Add(uint64(d))
-		sleep(d)
-		if backoff *= 2; backoff > h.cfg.MaxSleep {
-			backoff = h.cfg.MaxSleep
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package kcs
+package portwait
 
 import (
 	"syscall"
@@ -8,11 +8,11 @@ import (
 // sleep pauses the calling goroutine's thread for d. Below a millisecond it
 // calls nanosleep directly: time.Sleep rounds short sleeps up to about a
 // millisecond when the process is otherwise idle (the runtime's netpoller
-// waits in ms). Measured on the 2-core test VM: time.Sleep(20µs) took
-// 1.17ms of wall time, nanosleep(20µs) 118µs, both about 30-50µs of CPU
-// per sleep; so short sleeps go to nanosleep, and since one sleep costs
+// waits in ms). Measured on the 2-core test VM for KCS: time.Sleep(20µs)
+// took 1.17ms of wall time, nanosleep(20µs) 118µs, both about 30-50µs of
+// CPU per sleep; so short sleeps go to nanosleep, and since one sleep costs
 // more CPU than a 20µs spin, each wait spins first. Blocking the thread is
-// fine: the engine goroutine is the only user of the Host.
+// fine: the transports' hosts are each used by one goroutine (the engine's).
 func sleep(d time.Duration) {
 	if d >= time.Millisecond {
 		time.Sleep(d)
@@ -21,8 +21,7 @@ func sleep(d time.Duration) {
 	ts := syscall.NsecToTimespec(int64(d))
 	for {
 		var rem syscall.Timespec
-		err := syscall.Nanosleep(&ts, &rem)
-		if err != syscall.EINTR {
+		if err := syscall.Nanosleep(&ts, &rem); err != syscall.EINTR {
 			return
 		}
 		ts = rem

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package bt
+package portwait
 
 import "time"
 
