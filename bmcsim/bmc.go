@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/ipmi-cuse/ipmi-cuse/bmcsim/internal/locked"
 )
 
 // Config sets up a simulated BMC. The zero value is a usable BMC running in
@@ -166,11 +168,7 @@ func (b *BMC) flagsLocked() byte {
 }
 
 // Stats returns a snapshot of the BMC's counters.
-func (b *BMC) Stats() Stats {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.stats
-}
+func (b *BMC) Stats() Stats { return locked.Get(&b.mu, &b.stats) }
 
 // Now returns the BMC's present time (its Clock).
 func (b *BMC) Now() time.Time { return b.clock.Now() }

@@ -1,6 +1,11 @@
 package bmcsim
 
-import "time"
+import (
+	"math/rand/v2"
+	"time"
+
+	"github.com/ipmi-cuse/ipmi-cuse/bmcsim/internal/locked"
+)
 
 // Faulty is implemented by responders that can be told to misbehave at
 // the message level. Handle is synchronous and always answers, so the
@@ -28,6 +33,13 @@ type IRQEnabler interface {
 	IRQEnabled() bool
 }
 
+// FaultRand returns the random source of a garbage fault in the register
+// adapters (kcsbmc, btbmc, ssifbmc): the same seed gives the same bytes, so
+// a test that fails on garbage can be run again with what failed.
+func FaultRand(seed uint64) *rand.Rand {
+	return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+}
+
 type faults struct {
 	delay       time.Duration
 	silent      bool
@@ -36,18 +48,10 @@ type faults struct {
 
 // SetDelay sets the per-message response delay adapters apply (wall-clock
 // time; it is not scaled by TimeScale because it models transport latency).
-func (b *BMC) SetDelay(d time.Duration) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.faults.delay = d
-}
+func (b *BMC) SetDelay(d time.Duration) { locked.Set(&b.mu, &b.faults.delay, d) }
 
 // ResponseDelay returns the per-message response delay set by SetDelay.
-func (b *BMC) ResponseDelay() time.Duration {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.faults.delay
-}
+func (b *BMC) ResponseDelay() time.Duration { return locked.Get(&b.mu, &b.faults.delay) }
 
 // SetSilent makes the BMC ignore every request (true) or answer again
 // (false). SetSilent(false) also ends a SilenceUntil.
@@ -61,11 +65,7 @@ func (b *BMC) SetSilent(s bool) {
 }
 
 // SilenceUntil makes the BMC ignore requests until the wall-clock time t.
-func (b *BMC) SilenceUntil(t time.Time) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.faults.silentUntil = t
-}
+func (b *BMC) SilenceUntil(t time.Time) { locked.Set(&b.mu, &b.faults.silentUntil, t) }
 
 // Silent reports whether the BMC ignores requests right now.
 func (b *BMC) Silent() bool {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/ipmi-cuse/ipmi-cuse/bmcsim"
+	"github.com/ipmi-cuse/ipmi-cuse/bmcsim/internal/locked"
 	"github.com/ipmi-cuse/ipmi-cuse/bt"
 )
 
@@ -285,49 +286,25 @@ func (b *BMC) garbled(sel bool) bool {
 }
 
 // Stats returns the counters.
-func (b *BMC) Stats() Stats {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.stats
-}
+func (b *BMC) Stats() Stats { return locked.Get(&b.mu, &b.stats) }
 
 // SetLatency delays every response by d (on top of the Responder's own
 // ResponseDelay); B_BUSY stays set meanwhile.
-func (b *BMC) SetLatency(d time.Duration) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.latency = d
-}
+func (b *BMC) SetLatency(d time.Duration) { locked.Set(&b.mu, &b.latency, d) }
 
 // Silence makes the BMC take requests (B_BUSY) and never answer them,
 // until Reset or ClearFaults.
-func (b *BMC) Silence() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.silent = true
-}
+func (b *BMC) Silence() { locked.Set(&b.mu, &b.silent, true) }
 
 // StuckBusy keeps B_BUSY set (as during a firmware update) until cleared.
-func (b *BMC) StuckBusy(on bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.stuckBusy = on
-}
+func (b *BMC) StuckBusy(on bool) { locked.Set(&b.mu, &b.stuckBusy, on) }
 
 // StaleResponses precedes each of the next n responses with a copy whose
 // sequence number is wrong, as a late answer to an earlier request.
-func (b *BMC) StaleResponses(n int) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.stale = n
-}
+func (b *BMC) StaleResponses(n int) { locked.Set(&b.mu, &b.stale, n) }
 
 // BadLength sends each of the next n responses with a length byte of 2.
-func (b *BMC) BadLength(n int) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.badLen = n
-}
+func (b *BMC) BadLength(n int) { locked.Set(&b.mu, &b.badLen, n) }
 
 // SetGarbage garbles register reads as g says.
 func (b *BMC) SetGarbage(g Garbage) {
@@ -335,7 +312,7 @@ func (b *BMC) SetGarbage(g Garbage) {
 	defer b.mu.Unlock()
 	b.garbage = g
 	b.garbageLeft = g.Count
-	b.rng = rand.New(rand.NewPCG(g.Seed, g.Seed^0x9e3779b97f4a7c15))
+	b.rng = bmcsim.FaultRand(g.Seed)
 }
 
 // ClearFaults ends every fault (a silent or length-confused BMC becomes

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ipmi-cuse/ipmi-cuse/bmcsim"
+	"github.com/ipmi-cuse/ipmi-cuse/bmcsim/internal/locked"
 	"github.com/ipmi-cuse/ipmi-cuse/kcs"
 )
 
@@ -342,27 +343,15 @@ func (b *BMC) reset() {
 }
 
 // Stats returns a snapshot of the counters.
-func (b *BMC) Stats() Stats {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.stats
-}
+func (b *BMC) Stats() Stats { return locked.Get(&b.mu, &b.stats) }
 
 // SetByteLatency makes the BMC take each host write (IBF stays set) d
 // after it was written.
-func (b *BMC) SetByteLatency(d time.Duration) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.byteLatency = d
-}
+func (b *BMC) SetByteLatency(d time.Duration) { locked.Set(&b.mu, &b.byteLatency, d) }
 
 // SetMessageLatency makes the first response byte appear (OBF) d after the
 // last request byte was taken: the BMC's processing time.
-func (b *BMC) SetMessageLatency(d time.Duration) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.msgLatency = d
-}
+func (b *BMC) SetMessageLatency(d time.Duration) { locked.Set(&b.mu, &b.msgLatency, d) }
 
 // Silence makes the BMC stop answering: host writes stay in Data In (IBF
 // set) and no byte appears in Data Out, until the given time, or until
@@ -375,11 +364,7 @@ func (b *BMC) Silence(until time.Time) {
 }
 
 // Unsilence ends a Silence.
-func (b *BMC) Unsilence() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.silent = false
-}
+func (b *BMC) Unsilence() { locked.Set(&b.mu, &b.silent, false) }
 
 // ForceError puts the interface in the ERROR state now with the given
 // error status code, dropping any transaction in progress.
@@ -404,7 +389,7 @@ func (b *BMC) SetGarbage(g Garbage) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.garbage, b.garbageOn = g, g.Status || g.Data
-	b.rng = rand.New(rand.NewPCG(g.Seed, g.Seed^0x9e3779b97f4a7c15))
+	b.rng = bmcsim.FaultRand(g.Seed)
 }
 
 // Reset resets the interface now, as a BMC reboot would: state IDLE, IBF
@@ -418,11 +403,7 @@ func (b *BMC) Reset() {
 // ResetAfterWrites resets the interface right after the n-th host register
 // write from now (n >= 1), so a test can hit an exact point of a
 // transaction; 0 cancels.
-func (b *BMC) ResetAfterWrites(n int) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.resetAfter = max(n, 0)
-}
+func (b *BMC) ResetAfterWrites(n int) { locked.Set(&b.mu, &b.resetAfter, max(n, 0)) }
 
 // ClearFaults ends every fault: latencies back to zero (a byte or response
 // held back by a latency is due at once), silence, garbage, failing writes

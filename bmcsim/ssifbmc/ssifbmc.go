@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ipmi-cuse/ipmi-cuse/bmcsim"
+	"github.com/ipmi-cuse/ipmi-cuse/bmcsim/internal/locked"
 	"github.com/ipmi-cuse/ipmi-cuse/ssif"
 )
 
@@ -288,33 +289,17 @@ func (b *BMC) middle() []byte {
 }
 
 // Stats returns the counters.
-func (b *BMC) Stats() Stats {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.stats
-}
+func (b *BMC) Stats() Stats { return locked.Get(&b.mu, &b.stats) }
 
 // SetLatency makes every response ready d after its request; reads NAK
 // meanwhile, as a busy BMC's do.
-func (b *BMC) SetLatency(d time.Duration) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.latency = d
-}
+func (b *BMC) SetLatency(d time.Duration) { locked.Set(&b.mu, &b.latency, d) }
 
 // NAKWrites NAKs the next n writes.
-func (b *BMC) NAKWrites(n int) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.nakWrites = n
-}
+func (b *BMC) NAKWrites(n int) { locked.Set(&b.mu, &b.nakWrites, n) }
 
 // NAKReads NAKs the next n reads (on top of the latency).
-func (b *BMC) NAKReads(n int) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.nakReads = n
-}
+func (b *BMC) NAKReads(n int) { locked.Set(&b.mu, &b.nakReads, n) }
 
 // NAKFor NAKs every transfer until d from now: a NAK storm.
 func (b *BMC) NAKFor(d time.Duration) {
@@ -324,18 +309,14 @@ func (b *BMC) NAKFor(d time.Duration) {
 }
 
 // Silence NAKs every transfer until ClearFaults.
-func (b *BMC) Silence() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.silent = true
-}
+func (b *BMC) Silence() { locked.Set(&b.mu, &b.silent, true) }
 
 // SetGarbage injects malformed responses.
 func (b *BMC) SetGarbage(g Garbage) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.garbage = g
-	b.rng = rand.New(rand.NewPCG(g.Seed, g.Seed^0x9e3779b97f4a7c15))
+	b.rng = bmcsim.FaultRand(g.Seed)
 }
 
 // ClearFaults ends every fault.
