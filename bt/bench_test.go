@@ -1,21 +1,13 @@
 package bt_test
 
 import (
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ipmi-cuse/ipmi-cuse/bmcsim/btbmc"
 	"github.com/ipmi-cuse/ipmi-cuse/bt"
+	"github.com/ipmi-cuse/ipmi-cuse/internal/hosttest"
 )
-
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // BenchmarkPollCPU measures CPU and wall time per transaction against a
 // BMC that answers at once and one that takes 2 ms per response, so the
@@ -35,17 +27,10 @@ func BenchmarkPollCPU(b *testing.B) {
 			h, bmc, _ := newPair(b, btbmc.Config{}, bt.Config{SpinFor: tc.spin})
 			bmc.SetLatency(tc.latency)
 			resp := make([]byte, 0, bt.MaxFrame)
-			b.ReportAllocs()
-			cpu0, wall0 := cpuTime(b), time.Now()
-			for b.Loop() {
-				var err error
-				if resp, err = h.Transact(getDeviceID, resp, time.Time{}); err != nil {
-					b.Fatal(err)
-				}
-			}
-			cpu, wall := cpuTime(b)-cpu0, time.Since(wall0)
-			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/tx")
-			b.ReportMetric(float64(wall.Nanoseconds())/float64(b.N), "wall-ns/tx")
+			hosttest.PollCPU(b, func() (err error) {
+				resp, err = h.Transact(getDeviceID, resp, time.Time{})
+				return err
+			})
 			st := h.Stats()
 			b.ReportMetric(float64(st.Sleeps)/float64(b.N), "sleeps/tx")
 			b.ReportMetric(float64(st.CtrlReads)/float64(b.N), "ctrlreads/tx")

@@ -1,10 +1,10 @@
 package kcs_test
 
 import (
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ipmi-cuse/ipmi-cuse/internal/hosttest"
 	"github.com/ipmi-cuse/ipmi-cuse/kcs"
 )
 
@@ -27,14 +27,6 @@ func BenchmarkTransactZeroLatency(b *testing.B) {
 	b.ReportMetric(float64(st.StatusReads)/float64(b.N), "statusreads/tx")
 }
 
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // BenchmarkPollCPU measures CPU and wall time per transaction against a
 // fast BMC and a slow one (2 ms per message, 20µs per byte), so the cost of
 // the spin-then-sleep strategy is visible: on the slow BMC the CPU per
@@ -55,17 +47,10 @@ func BenchmarkPollCPU(b *testing.B) {
 			bmc.SetByteLatency(tc.perByte)
 			bmc.SetMessageLatency(tc.perMsg)
 			resp := make([]byte, 0, kcs.MaxResponse)
-			b.ReportAllocs()
-			cpu0, wall0 := cpuTime(b), time.Now()
-			for b.Loop() {
-				var err error
-				if resp, err = h.Transact(getDeviceID, resp, time.Time{}); err != nil {
-					b.Fatal(err)
-				}
-			}
-			cpu, wall := cpuTime(b)-cpu0, time.Since(wall0)
-			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/tx")
-			b.ReportMetric(float64(wall.Nanoseconds())/float64(b.N), "wall-ns/tx")
+			hosttest.PollCPU(b, func() (err error) {
+				resp, err = h.Transact(getDeviceID, resp, time.Time{})
+				return err
+			})
 			st := h.Stats()
 			b.ReportMetric(float64(st.Sleeps)/float64(b.N), "sleeps/tx")
 			b.ReportMetric(float64(st.StatusReads)/float64(b.N), "statusreads/tx")

@@ -5,15 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/ipmi-cuse/ipmi-cuse/bmcsim/kcsbmc"
+	"github.com/ipmi-cuse/ipmi-cuse/internal/hosttest"
 	"github.com/ipmi-cuse/ipmi-cuse/kcs"
 )
 
@@ -451,32 +448,17 @@ func TestZeroAllocs(t *testing.T) {
 	}
 }
 
-// threadCheckPort is a simulated BMC port whose access right belongs to one
-// OS thread, like in/out after iopl: it records the thread BindThread ran
-// on and counts accesses from any other thread.
+// threadCheckPort is a simulated BMC port whose access right belongs to the
+// OS thread it was bound on, like in/out after iopl (hosttest.ThreadCheck).
 type threadCheckPort struct {
 	*kcsbmc.BMC
-	bindTID  atomic.Int64
-	binds    atomic.Int64
-	wrongTID atomic.Int64
+	hosttest.ThreadCheck
 }
 
-func (p *threadCheckPort) BindThread() error {
-	p.binds.Add(1)
-	p.bindTID.Store(int64(unix.Gettid()))
-	return nil
-}
-
-func (p *threadCheckPort) check() {
-	if int64(unix.Gettid()) != p.bindTID.Load() {
-		p.wrongTID.Add(1)
-	}
-}
-
-func (p *threadCheckPort) ReadStatus() (uint8, error) { p.check(); return p.BMC.ReadStatus() }
-func (p *threadCheckPort) ReadData() (uint8, error)   { p.check(); return p.BMC.ReadData() }
-func (p *threadCheckPort) WriteData(b uint8) error    { p.check(); return p.BMC.WriteData(b) }
-func (p *threadCheckPort) WriteCommand(c uint8) error { p.check(); return p.BMC.WriteCommand(c) }
+func (p *threadCheckPort) ReadStatus() (uint8, error) { p.Check(); return p.BMC.ReadStatus() }
+func (p *threadCheckPort) ReadData() (uint8, error)   { p.Check(); return p.BMC.ReadData() }
+func (p *threadCheckPort) WriteData(b uint8) error    { p.Check(); return p.BMC.WriteData(b) }
+func (p *threadCheckPort) WriteCommand(c uint8) error { p.Check(); return p.BMC.WriteCommand(c) }
 
 // TestHostBindsThread checks that a port needing a per-thread access right
 // (kcs.ThreadBinder) is bound once and then used only from that thread, even
@@ -484,47 +466,24 @@ func (p *threadCheckPort) WriteCommand(c uint8) error { p.check(); return p.BMC.
 func TestHostBindsThread(t *testing.T) {
 	port := &threadCheckPort{BMC: kcsbmc.New(&fakeResponder{})}
 	host := kcs.New(port, kcs.Config{})
-	stop := make(chan struct{})
-	defer close(stop)
-	for range 8 { // churn so an unlocked goroutine would change threads
-		go func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-					// A blocking system call hands the P to another
-					// thread, so goroutines keep changing threads.
-					_ = unix.Nanosleep(&unix.Timespec{Nsec: 50_000}, nil)
-					runtime.Gosched()
-				}
-			}
-		}()
-	}
-	errc := make(chan error, 1)
-	go func() { // the Host locks this goroutine to its thread for good
-		resp := make([]byte, 0, kcs.MaxResponse)
-		for i := 0; i < 200; i++ {
-			var err error
-			if resp, err = host.Transact([]byte{0x06 << 2, 0x01}, resp, time.Now().Add(5*time.Second)); err != nil {
-				errc <- err
-				return
-			}
-			if _, err := host.Attention(); err != nil {
-				errc <- err
-				return
-			}
-			time.Sleep(100 * time.Microsecond)
+	hosttest.Churn(t, 8) // so an unlocked goroutine would change threads
+	// The Host locks the calling goroutine to its thread for good.
+	resp := make([]byte, 0, kcs.MaxResponse)
+	err := hosttest.OnOneGoroutine(200, func() error {
+		var err error
+		if resp, err = host.Transact([]byte{0x06 << 2, 0x01}, resp, time.Now().Add(5*time.Second)); err != nil {
+			return err
 		}
-		errc <- nil
-	}()
-	if err := <-errc; err != nil {
+		_, err = host.Attention()
+		return err
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if n := port.binds.Load(); n != 1 {
+	if n := port.Binds(); n != 1 {
 		t.Errorf("BindThread called %d times, want 1", n)
 	}
-	if n := port.wrongTID.Load(); n != 0 {
+	if n := port.WrongThread(); n != 0 {
 		t.Errorf("%d port accesses from a thread other than the bound one", n)
 	}
 }
