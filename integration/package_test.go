@@ -141,8 +141,8 @@ run wd_reset 30 ipmitool raw 0x06 0x22
 date +%s >/tmp/t_after
 sleep 5
 M >/tmp/m2; report /tmp/m2
-run outage 120 sh -c 'for i in 1 2 3 4; do ipmitool raw 0x06 0x01 >/dev/null 2>&1; done; i=0; until wget -q -O - http://127.0.0.1:9101/metrics | grep -q "^ipmi_cuse_bmc_up 0"; do sleep 0.2; i=$((i+1)); [ $i -gt 300 ] && exit 1; done; exit 0'
-run recover 120 sh -c 'i=0; until wget -q -O - http://127.0.0.1:9101/metrics | grep -q "^ipmi_cuse_bmc_up 1"; do sleep 0.2; i=$((i+1)); [ $i -gt 300 ] && exit 1; done; exit 0'
+run outage 120 sh -c 'for i in 1 2 3 4; do ipmitool raw 0x06 0x01 >/dev/null 2>&1; done; i=0; until wget -q -O - http://127.0.0.1:9101/metrics | grep -q "^ipmi_cuse_bmc_up{device=\"ipmi0\"} 0"; do sleep 0.2; i=$((i+1)); [ $i -gt 300 ] && exit 1; done; exit 0'
+run recover 120 sh -c 'i=0; until wget -q -O - http://127.0.0.1:9101/metrics | grep -q "^ipmi_cuse_bmc_up{device=\"ipmi0\"} 1"; do sleep 0.2; i=$((i+1)); [ $i -gt 300 ] && exit 1; done; exit 0'
 M >/tmp/m3; report /tmp/m3
 report /tmp/t_before
 report /tmp/t_after
@@ -181,36 +181,36 @@ journal ipmi-cuse
 			what      string
 			got, want float64
 		}{
-			{"requests of the workload", delta(0, 1, `ipmi_cuse_requests_total{completion_code="0x00",lane="normal"}`), n},
-			{"their BMC times", delta(0, 1, `ipmi_cuse_request_bmc_seconds_count{lane="normal"}`), n},
-			{"Set Watchdog Timer", delta(1, 2, "ipmi_cuse_watchdog_sets_total"), 1},
-			{"Reset Watchdog Timer", delta(1, 2, "ipmi_cuse_watchdog_pats_total"), 1},
-			{"watchdog commands on the priority lane", delta(1, 2, `ipmi_cuse_requests_total{completion_code="0x00",lane="priority"}`), 2},
-			{"pretimeouts", delta(0, 3, "ipmi_cuse_watchdog_pretimeouts_total"), float64(sim.BMC.Stats().PretimeoutsFired)},
-			{"pretimeouts (one fired)", delta(0, 3, "ipmi_cuse_watchdog_pretimeouts_total"), 1},
-			{"watchdog timeout", m[2]["ipmi_cuse_watchdog_timeout_seconds"], 3},
-			{"health down", delta(2, 3, `ipmi_cuse_bmc_health_transitions_total{to="down"}`), 1},
-			{"health up", delta(2, 3, `ipmi_cuse_bmc_health_transitions_total{to="up"}`), 1},
-			{"up at the end", m[3]["ipmi_cuse_bmc_up"], 1},
-			{"no health change before the outage", delta(0, 2, `ipmi_cuse_bmc_health_transitions_total{to="down"}`), 0},
+			{"requests of the workload", delta(0, 1, `ipmi_cuse_requests_total{completion_code="0x00",device="ipmi0",lane="normal"}`), n},
+			{"their BMC times", delta(0, 1, `ipmi_cuse_request_bmc_seconds_count{device="ipmi0",lane="normal"}`), n},
+			{"Set Watchdog Timer", delta(1, 2, `ipmi_cuse_watchdog_sets_total{device="ipmi0"}`), 1},
+			{"Reset Watchdog Timer", delta(1, 2, `ipmi_cuse_watchdog_pats_total{device="ipmi0"}`), 1},
+			{"watchdog commands on the priority lane", delta(1, 2, `ipmi_cuse_requests_total{completion_code="0x00",device="ipmi0",lane="priority"}`), 2},
+			{"pretimeouts", delta(0, 3, `ipmi_cuse_watchdog_pretimeouts_total{device="ipmi0"}`), float64(sim.BMC.Stats().PretimeoutsFired)},
+			{"pretimeouts (one fired)", delta(0, 3, `ipmi_cuse_watchdog_pretimeouts_total{device="ipmi0"}`), 1},
+			{"watchdog timeout", m[2][`ipmi_cuse_watchdog_timeout_seconds{device="ipmi0"}`], 3},
+			{"health down", delta(2, 3, `ipmi_cuse_bmc_health_transitions_total{device="ipmi0",to="down"}`), 1},
+			{"health up", delta(2, 3, `ipmi_cuse_bmc_health_transitions_total{device="ipmi0",to="up"}`), 1},
+			{"up at the end", m[3][`ipmi_cuse_bmc_up{device="ipmi0"}`], 1},
+			{"no health change before the outage", delta(0, 2, `ipmi_cuse_bmc_health_transitions_total{device="ipmi0",to="down"}`), 0},
 		}
 		for _, e := range exact {
 			if e.got != e.want {
 				t.Errorf("%s: %v, want %v", e.what, e.got, e.want)
 			}
 		}
-		if d := delta(2, 3, `ipmi_cuse_kcs_errors_total{kind="timeout"}`); d < 3 {
+		if d := delta(2, 3, `ipmi_cuse_kcs_errors_total{device="ipmi0",kind="timeout"}`); d < 3 {
 			t.Errorf("KCS timeouts during the outage: %v, want at least 3 (the unresponsive threshold)", d)
 		}
 		// The guest's clock (busybox date: whole seconds) read just before
 		// and just after the Reset brackets the daemon's timestamp of it.
 		before, after := parseFloat(out.Files["/tmp/t_before"]), parseFloat(out.Files["/tmp/t_after"])+1
-		if lp := m[2]["ipmi_cuse_watchdog_last_pat_timestamp_seconds"]; !(lp >= before && lp < after) {
+		if lp := m[2][`ipmi_cuse_watchdog_last_pat_timestamp_seconds{device="ipmi0"}`]; !(lp >= before && lp < after) {
 			t.Errorf("last pat at %.3f, not between the guest's clock before (%.0f) and after (%.0f) the Reset", lp, before, after)
 		}
 		t.Logf("workload: %d requests; pretimeouts at the BMC %d; KCS timeouts in the outage %v; last pat %.3f in [%.3f, %.3f]",
-			n, sim.BMC.Stats().PretimeoutsFired, delta(2, 3, `ipmi_cuse_kcs_errors_total{kind="timeout"}`),
-			m[2]["ipmi_cuse_watchdog_last_pat_timestamp_seconds"], before, after)
+			n, sim.BMC.Stats().PretimeoutsFired, delta(2, 3, `ipmi_cuse_kcs_errors_total{device="ipmi0",kind="timeout"}`),
+			m[2][`ipmi_cuse_watchdog_last_pat_timestamp_seconds{device="ipmi0"}`], before, after)
 	})
 }
 

@@ -84,7 +84,7 @@ journal ipmi-cuse
 			if c := out.Command("metrics"); c == nil || c.Exit != 0 {
 				t.Errorf("scraping metrics: %+v", c)
 			} else {
-				for _, want := range []string{"ipmi_cuse_bmc_up 1\n", `ipmi_cuse_open_files{device="ipmi0"} 0` + "\n", "ipmi_cuse_kcs_transactions_total "} {
+				for _, want := range []string{`ipmi_cuse_bmc_up{device="ipmi0"} 1` + "\n", `ipmi_cuse_open_files{device="ipmi0"} 0` + "\n", `ipmi_cuse_kcs_transactions_total{device="ipmi0"} `} {
 					if !bytes.Contains(c.Stdout, []byte(want)) {
 						t.Errorf("metrics lack %q:\n%s", want, c.Stdout)
 					}

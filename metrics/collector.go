@@ -1,13 +1,16 @@
 // Package metrics exports ipmi-cuse's counters in the Prometheus text
 // format. A Collector reads the counters the owning packages keep anyway
-// (sched, kcs, msghandler, watchdog, cuse: atomics updated where the event
-// happens) at scrape time, so serving metrics adds nothing to the engine's
-// hot path; a scrape takes only the short locks those packages' Stats
-// methods take (the engine's queue lock to read two queue depths).
+// (sched, kcs, bt, ssif, msghandler, watchdog, cuse: atomics updated where
+// the event happens) at scrape time, so serving metrics adds nothing to the
+// engine's hot path; a scrape takes only the short locks those packages'
+// Stats methods take (the engine's queue lock to read two queue depths).
 //
 // Every family is prefixed ipmi_cuse_ and follows Prometheus conventions:
-// base units, _total for counters, _seconds for durations. Serve runs the
-// /metrics endpoint on a TCP address or a Unix socket ("unix:PATH").
+// base units, _total for counters, _seconds for durations. Each BMC
+// interface served has its own series, labelled device="ipmi0",
+// "ipmi1"...; only the daemon's own watchdog and the CUSE device families
+// are not an interface's. Serve runs the /metrics endpoint on a TCP
+// address or a Unix socket ("unix:PATH").
 package metrics
 
 import (
@@ -16,10 +19,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ipmi-cuse/ipmi-cuse/bt"
 	"github.com/ipmi-cuse/ipmi-cuse/cuse"
 	"github.com/ipmi-cuse/ipmi-cuse/kcs"
 	"github.com/ipmi-cuse/ipmi-cuse/msghandler"
 	"github.com/ipmi-cuse/ipmi-cuse/sched"
+	"github.com/ipmi-cuse/ipmi-cuse/ssif"
 	"github.com/ipmi-cuse/ipmi-cuse/watchdog"
 )
 
@@ -32,6 +37,12 @@ type EngineSource interface {
 // KCSSource is what the collector reads from the KCS host.
 type KCSSource interface{ Stats() kcs.Stats }
 
+// BTSource is what the collector reads from the BT host.
+type BTSource interface{ Stats() bt.Stats }
+
+// SSIFSource is what the collector reads from the SSIF host.
+type SSIFSource interface{ Stats() ssif.Stats }
+
 // HandlerSource is what the collector reads from the message handler.
 type HandlerSource interface{ Stats() msghandler.Stats }
 
@@ -42,18 +53,31 @@ type WatchdogSource interface{ Stats() watchdog.Stats }
 // DeviceSource is what the collector reads from a CUSE device server.
 type DeviceSource interface{ Stats() cuse.Stats }
 
+// Interface is one BMC interface's components: its engine, the host
+// state machine behind it (one of KCS, BT, SSIF) and its message handler;
+// nil ones are left out. Their series carry the label device=Device.
+type Interface struct {
+	// Device is the interface's IPMI device name (ipmi0, ipmi1...).
+	Device  string
+	Engine  EngineSource
+	KCS     KCSSource
+	BT      BTSource
+	SSIF    SSIFSource
+	Handler HandlerSource
+}
+
 // Sources are the components a Collector reads; nil ones are left out.
 type Sources struct {
-	Engine   EngineSource
-	KCS      KCSSource
-	Handler  HandlerSource
+	// Interfaces are the BMC interfaces served, each with its own engine.
+	Interfaces []Interface
+	// Watchdog is the daemon's own watchdog (the built-in patter or
+	// /dev/watchdog), on one of the interfaces.
 	Watchdog WatchdogSource
 	// Devices maps a device name (ipmi0, watchdog) to its CUSE server.
+	// The CUSE requests of an interface's device are divided by its
+	// engine's completed requests for
+	// ipmi_cuse_cuse_requests_per_ipmi_request.
 	Devices map[string]DeviceSource
-	// IPMIDevice names the device in Devices whose CUSE requests are
-	// divided by the engine's completed requests for
-	// ipmi_cuse_cuse_requests_per_ipmi_request (default "ipmi0").
-	IPMIDevice string
 }
 
 // Collector is a prometheus.Collector over Sources.
@@ -89,6 +113,21 @@ var families = []struct {
 	{"kcs_status_reads_total", "KCS status register reads (polling).", nil},
 	{"kcs_sleeps_total", "Sleeps between KCS status polls.", nil},
 	{"kcs_sleep_seconds_total", "Time asked to sleep between KCS status polls.", nil},
+	{"bt_transactions_total", "BT transactions started.", nil},
+	{"bt_failures_total", "BT transactions that failed.", nil},
+	{"bt_retries_total", "BT requests written again after a timeout.", nil},
+	{"bt_timeouts_total", "BT attempts that timed out.", nil},
+	{"bt_stale_responses_total", "BT responses drained or discarded (wrong sequence number, netfn or command).", nil},
+	{"bt_busy_refused_total", "BT requests refused at once (0xc0) while the BMC stayed busy.", nil},
+	{"bt_sleeps_total", "Sleeps between BT control register polls.", nil},
+	{"ssif_transactions_total", "SSIF transactions started.", nil},
+	{"ssif_failures_total", "SSIF transactions that failed.", nil},
+	{"ssif_timeouts_total", "SSIF transactions that ran out of time or retries.", nil},
+	{"ssif_write_retries_total", "SSIF request writes retried after the BMC NAKed them.", nil},
+	{"ssif_read_retries_total", "SSIF response reads retried after the BMC NAKed them (response not ready).", nil},
+	{"ssif_write_parts_total", "SSIF multi-part write parts.", nil},
+	{"ssif_read_parts_total", "SSIF multi-part read parts.", nil},
+	{"ssif_multipart_restarts_total", "SSIF multi-part reads restarted after a bad part.", nil},
 	{"watchdog_pats_total", "Reset Watchdog Timer commands the BMC accepted, from any sender (clients of /dev/ipmi0, the built-in patter, /dev/watchdog).", nil},
 	{"watchdog_sets_total", "Set Watchdog Timer commands the BMC accepted, from any sender.", nil},
 	{"watchdog_last_pat_timestamp_seconds", "When the BMC watchdog's countdown was last restarted (Unix time); absent until the first pat.", nil},
@@ -112,14 +151,24 @@ var families = []struct {
 	{"cuse_requests_per_ipmi_request", "CUSE requests on the IPMI device per IPMI request completed by the engine, since start (round trips cost this many kernel round trips each).", nil},
 }
 
+// daemonFamilies are the families of the daemon as a whole; every other
+// family is an interface's, with the label device first.
+var daemonFamilies = map[string]bool{
+	"watchdog_heartbeat_failures_total": true,
+	"watchdog_rearms_total":             true,
+	"open_files":                        true,
+	"cuse_requests_total":               true,
+}
+
 // New returns a Collector over src.
 func New(src Sources) *Collector {
-	if src.IPMIDevice == "" {
-		src.IPMIDevice = "ipmi0"
-	}
 	c := &Collector{src: src, descs: map[string]*prometheus.Desc{}}
 	for _, f := range families {
-		c.descs[f.name] = desc(f.name, f.help, f.labels...)
+		labels := f.labels
+		if !daemonFamilies[f.name] {
+			labels = append([]string{"device"}, labels...)
+		}
+		c.descs[f.name] = desc(f.name, f.help, labels...)
 	}
 	return c
 }
@@ -135,26 +184,58 @@ var lanes = [2]string{"normal", "priority"}
 
 // Collect reads the sources and sends the metrics.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	completed := map[string]uint64{}
+	for _, i := range c.src.Interfaces {
+		completed[i.Device] = c.collectInterface(ch, i)
+	}
 	counter := func(name string, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(c.descs[name], prometheus.CounterValue, float64(v), labels...)
 	}
 	gauge := func(name string, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(c.descs[name], prometheus.GaugeValue, v, labels...)
 	}
-	var completed uint64
-	if e := c.src.Engine; e != nil {
+	if w := c.src.Watchdog; w != nil {
+		st := w.Stats()
+		counter("watchdog_heartbeat_failures_total", st.Failures)
+		counter("watchdog_rearms_total", st.Rearms)
+	}
+	for name, d := range c.src.Devices {
+		st := d.Stats()
+		gauge("open_files", float64(st.OpenFiles), name)
+		var total uint64
+		for op, n := range st.Requests {
+			counter("cuse_requests_total", n, name, op)
+			total += n
+		}
+		if n, ok := completed[name]; ok && n > 0 {
+			gauge("cuse_requests_per_ipmi_request", float64(total)/float64(n), name)
+		}
+	}
+}
+
+// collectInterface sends one interface's series and returns its engine's
+// completed requests.
+func (c *Collector) collectInterface(ch chan<- prometheus.Metric, i Interface) (completed uint64) {
+	dev := i.Device
+	counter := func(name string, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(c.descs[name], prometheus.CounterValue, float64(v), append([]string{dev}, labels...)...)
+	}
+	gauge := func(name string, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(c.descs[name], prometheus.GaugeValue, v, append([]string{dev}, labels...)...)
+	}
+	if e := i.Engine; e != nil {
 		st, ob := e.Stats(), e.Observations()
 		completed = st.CompletedNormal + st.CompletedPriority
-		for i, lo := range ob.Lanes {
+		for l, lo := range ob.Lanes {
 			for cc, n := range lo.ByCC {
 				// A code never seen is left out (256 series per lane
 				// otherwise), except success, which is always there.
 				if n > 0 || cc == 0 {
-					counter("requests_total", n, lanes[i], fmt.Sprintf("0x%02x", cc))
+					counter("requests_total", n, lanes[l], fmt.Sprintf("0x%02x", cc))
 				}
 			}
-			c.histogram(ch, "request_queue_seconds", lo.Queued, lanes[i])
-			c.histogram(ch, "request_bmc_seconds", lo.AtBMC, lanes[i])
+			c.histogram(ch, "request_queue_seconds", lo.Queued, dev, lanes[l])
+			c.histogram(ch, "request_bmc_seconds", lo.AtBMC, dev, lanes[l])
 		}
 		gauge("queue_depth", float64(st.QueuedNormal), "normal")
 		gauge("queue_depth", float64(st.QueuedPriority), "priority")
@@ -182,7 +263,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			gauge("watchdog_running", float64(w.Running))
 		}
 	}
-	if k := c.src.KCS; k != nil {
+	if k := i.KCS; k != nil {
 		st := k.Stats()
 		counter("kcs_transactions_total", st.Transactions)
 		for _, kind := range kcs.FailureKinds {
@@ -194,9 +275,30 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter("kcs_wait_timeouts_total", st.WaitTimeoutsOBF, "obf")
 		counter("kcs_status_reads_total", st.StatusReads)
 		counter("kcs_sleeps_total", st.Sleeps)
-		ch <- prometheus.MustNewConstMetric(c.descs["kcs_sleep_seconds_total"], prometheus.CounterValue, st.SleepTime.Seconds())
+		ch <- prometheus.MustNewConstMetric(c.descs["kcs_sleep_seconds_total"], prometheus.CounterValue, st.SleepTime.Seconds(), dev)
 	}
-	if h := c.src.Handler; h != nil {
+	if b := i.BT; b != nil {
+		st := b.Stats()
+		counter("bt_transactions_total", st.Transactions)
+		counter("bt_failures_total", st.Failures)
+		counter("bt_retries_total", st.Retries)
+		counter("bt_timeouts_total", st.Timeouts)
+		counter("bt_stale_responses_total", st.Stale)
+		counter("bt_busy_refused_total", st.BusyRefused)
+		counter("bt_sleeps_total", st.Sleeps)
+	}
+	if s := i.SSIF; s != nil {
+		st := s.Stats()
+		counter("ssif_transactions_total", st.Transactions)
+		counter("ssif_failures_total", st.Failures)
+		counter("ssif_timeouts_total", st.Timeouts)
+		counter("ssif_write_retries_total", st.WriteRetries)
+		counter("ssif_read_retries_total", st.ReadRetries)
+		counter("ssif_write_parts_total", st.WriteParts)
+		counter("ssif_read_parts_total", st.ReadParts)
+		counter("ssif_multipart_restarts_total", st.MultiRestarts)
+	}
+	if h := i.Handler; h != nil {
 		st := h.Stats()
 		counter("watchdog_pretimeouts_total", st.Pretimeouts)
 		counter("events_total", st.Events)
@@ -208,23 +310,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter("incoming_commands_total", st.IncomingCmds)
 		counter("incoming_commands_auto_replied_total", st.AutoReplies)
 	}
-	if w := c.src.Watchdog; w != nil {
-		st := w.Stats()
-		counter("watchdog_heartbeat_failures_total", st.Failures)
-		counter("watchdog_rearms_total", st.Rearms)
-	}
-	for name, d := range c.src.Devices {
-		st := d.Stats()
-		gauge("open_files", float64(st.OpenFiles), name)
-		var total uint64
-		for op, n := range st.Requests {
-			counter("cuse_requests_total", n, name, op)
-			total += n
-		}
-		if name == c.src.IPMIDevice && completed > 0 {
-			gauge("cuse_requests_per_ipmi_request", float64(total)/float64(completed))
-		}
-	}
+	return completed
 }
 
 // histogram sends one engine histogram.

@@ -16,6 +16,7 @@ import (
 	"github.com/ipmi-cuse/ipmi-cuse/fdstore"
 	"github.com/ipmi-cuse/ipmi-cuse/handover"
 	"github.com/ipmi-cuse/ipmi-cuse/ioctl"
+	"github.com/ipmi-cuse/ipmi-cuse/metrics"
 	"github.com/ipmi-cuse/ipmi-cuse/msghandler"
 	"github.com/ipmi-cuse/ipmi-cuse/sched"
 	"github.com/ipmi-cuse/ipmi-cuse/state"
@@ -271,7 +272,15 @@ func run(ctx context.Context, o options, log *slog.Logger) (err error) {
 	if metricsIn == nil {
 		metricsIn = sd.hardware(hwMetrics)
 	}
-	waitMetrics, metricsFile, err := startMetrics(serveCtx, o.metricsAddress, metricsIn, engine, bmc.KCS, handler, wd, servers, names, log)
+	// Every interface has its series, labelled with its device.
+	ifaces := []metrics.Interface{metricsInterface(o.device, bmc, engine, handler)}
+	metricsServers, metricsNames := servers, names
+	for _, m := range more {
+		ifaces = append(ifaces, metricsInterface(m.name, m.bmc, m.engine, m.handler))
+		metricsServers = append(metricsServers[:len(metricsServers):len(metricsServers)], m.srv)
+		metricsNames = append(metricsNames[:len(metricsNames):len(metricsNames)], m.name)
+	}
+	waitMetrics, metricsFile, err := startMetrics(serveCtx, o.metricsAddress, metricsIn, ifaces, wd, metricsServers, metricsNames, log)
 	if err != nil {
 		return err
 	}

@@ -8,10 +8,10 @@ import (
 
 	"github.com/ipmi-cuse/ipmi-cuse/cuse"
 	"github.com/ipmi-cuse/ipmi-cuse/internal/buildinfo"
-	"github.com/ipmi-cuse/ipmi-cuse/kcs"
 	"github.com/ipmi-cuse/ipmi-cuse/metrics"
 	"github.com/ipmi-cuse/ipmi-cuse/msghandler"
 	"github.com/ipmi-cuse/ipmi-cuse/sched"
+	"github.com/ipmi-cuse/ipmi-cuse/sysif"
 	"github.com/ipmi-cuse/ipmi-cuse/watchdog"
 )
 
@@ -23,15 +23,12 @@ import (
 // inherited, if not nil, is the listening socket a previous process handed
 // over at an upgrade (it still listens on addr); the returned file is the
 // listener's, to hand over at the next one (nil without a listener).
-func startMetrics(ctx context.Context, addr string, inherited *os.File, engine *sched.Engine, host *kcs.Host, handler *msghandler.Handler,
+func startMetrics(ctx context.Context, addr string, inherited *os.File, ifaces []metrics.Interface,
 	wd *watchdog.Watchdog, servers []*cuse.Server, names []string, log *slog.Logger) (wait func(), lnFile *os.File, err error) {
 	if addr == "" {
 		return func() {}, nil, nil
 	}
-	src := metrics.Sources{Engine: engine, Handler: handler, Devices: map[string]metrics.DeviceSource{}}
-	if host != nil {
-		src.KCS = host
-	}
+	src := metrics.Sources{Interfaces: ifaces, Devices: map[string]metrics.DeviceSource{}}
 	if wd != nil {
 		src.Watchdog = wd
 	}
@@ -69,4 +66,22 @@ func startMetrics(ctx context.Context, addr string, inherited *os.File, engine *
 	}()
 	log.Info("serving metrics", "address", addr)
 	return func() { <-done }, lnFile, nil
+}
+
+// metricsInterface describes one served interface for the metrics: its
+// device name, engine, message handler and whichever host drives it.
+func metricsInterface(device string, bmc *sysif.Opened, engine *sched.Engine, handler *msghandler.Handler) metrics.Interface {
+	mi := metrics.Interface{Device: device, Engine: engine, Handler: handler}
+	// A nil host must stay a nil interface value, or the collector would
+	// call it.
+	if bmc.KCS != nil {
+		mi.KCS = bmc.KCS
+	}
+	if bmc.BT != nil {
+		mi.BT = bmc.BT
+	}
+	if bmc.SSIF != nil {
+		mi.SSIF = bmc.SSIF
+	}
+	return mi
 }
