@@ -29,6 +29,76 @@ type IoctlIn struct {
 	In []byte
 	// OutSize is how many bytes the kernel will accept back.
 	OutSize uint32
+
+	// Storage for the reply (Retry, OutBuf). It stays with the IoctlIn:
+	// the server reuses one IoctlIn for the ioctls it answers on its
+	// reader (Config.InlineIoctl), so a device that builds its replies
+	// there allocates nothing per round.
+	iovs [scratchIovecs]Iovec
+	out  []byte
+}
+
+// scratchIovecs is how many ranges a retry reply can ask for without
+// allocating (IPMI's largest asks for 3 in and 3 out).
+const scratchIovecs = 8
+
+// Retry returns a retry reply asking for inIovs and outIovs, leaving out
+// empty ranges. The ranges are copied into storage that belongs to in, so
+// the caller's lists may live on its stack; the reply is meant to be
+// returned for in, and is valid until in is used for another request.
+func (in *IoctlIn) Retry(inIovs, outIovs []Iovec) IoctlOut {
+	n := 0
+	for _, v := range inIovs {
+		if v.Len > 0 {
+			n++
+		}
+	}
+	nIn := n
+	for _, v := range outIovs {
+		if v.Len > 0 {
+			n++
+		}
+	}
+	buf := in.iovs[:0]
+	if n > len(in.iovs) {
+		buf = make([]Iovec, 0, n)
+	}
+	for _, v := range inIovs {
+		if v.Len > 0 {
+			buf = append(buf, v)
+		}
+	}
+	for _, v := range outIovs {
+		if v.Len > 0 {
+			buf = append(buf, v)
+		}
+	}
+	out := IoctlOut{Retry: true}
+	if nIn > 0 {
+		out.InIovs = buf[:nIn:nIn]
+	}
+	if n > nIn {
+		out.OutIovs = buf[nIn:n:n]
+	}
+	return out
+}
+
+// OutBuf returns n zero bytes for IoctlOut.Out, from storage that belongs
+// to in and is reused with it (see Retry): valid until in is used for
+// another request, which is after the server has copied the output into
+// its reply.
+func (in *IoctlIn) OutBuf(n int) []byte {
+	if cap(in.out) < n {
+		in.out = make([]byte, n, max(n, 512))
+	}
+	b := in.out[:n]
+	clear(b)
+	return b
+}
+
+// reset makes in the next request's, keeping its storage.
+func (in *IoctlIn) reset(cmd uint32, arg uint64, flags uint32, data []byte, outSize uint32) {
+	in.Cmd, in.Arg, in.Flags, in.In, in.OutSize = cmd, arg, flags, data, outSize
 }
 
 // IoctlOut is the device's answer to an ioctl: either a retry asking for user

@@ -119,7 +119,7 @@ func (s *Server) dispatch(msg []byte) {
 		handle = s.doRelease
 	case opIoctl:
 		if s.cfg.InlineIoctl {
-			s.doIoctl(s.baseCtx, &hdr, msg)
+			s.ioctl(s.baseCtx, &hdr, msg, &s.inlineIn)
 			return
 		}
 		handle = s.doIoctl
@@ -313,6 +313,12 @@ func (s *Server) doWrite(ctx context.Context, hdr *fuse.InHeader, msg []byte) {
 }
 
 func (s *Server) doIoctl(ctx context.Context, hdr *fuse.InHeader, msg []byte) {
+	s.ioctl(ctx, hdr, msg, new(IoctlIn))
+}
+
+// ioctl answers one IOCTL request, passing the device din: the reader's own
+// (Config.InlineIoctl), reused for every request it answers, or a new one.
+func (s *Server) ioctl(ctx context.Context, hdr *fuse.InHeader, msg []byte, din *IoctlIn) {
 	in, _ := decode[fuse.IoctlIn](msg)
 	data := msg[inHeaderSize+ioctlInSize:]
 	if uint64(len(data)) != uint64(in.InSize) {
@@ -325,7 +331,9 @@ func (s *Server) doIoctl(ctx context.Context, hdr *fuse.InHeader, msg []byte) {
 		s.sendErr(hdr.Unique, syscall.EBADF)
 		return
 	}
-	out := of.file.Ioctl(ctx, &IoctlIn{Cmd: in.Cmd, Arg: in.Arg, Flags: in.Flags, In: data, OutSize: in.OutSize})
+	din.reset(in.Cmd, in.Arg, in.Flags, data, in.OutSize)
+	out := of.file.Ioctl(ctx, din)
+	din.In = nil // the reader's buffer: keep no reference to it
 	bp := getMsg()
 	reply, errno, problem := ioctlReply((*bp)[:outHeaderSize], &in, &out)
 	if problem != "" {
@@ -420,34 +428,39 @@ func (s *Server) doPoll(_ context.Context, hdr *fuse.InHeader, msg []byte) {
 		s.sendErr(hdr.Unique, syscall.EBADF)
 		return
 	}
+	var wake func()
 	s.mu.Lock()
 	of.kh = in.Kh
-	s.mu.Unlock()
-	var wake func()
 	if in.Flags&fuse.FUSE_POLL_SCHEDULE_NOTIFY != 0 {
 		// The kernel queued its waiter before sending this POLL, so a
 		// notification written any time after now reaches it: a wake
 		// during Poll itself is not lost.
-		wake = s.wakeFunc(of, in.Kh)
+		of.armed = true
+		if of.wake == nil {
+			of.wake = func() { s.fireWake(of) } // made once per file
+		}
+		wake = of.wake
 	}
+	s.mu.Unlock()
 	out := pollOut{Revents: of.file.Poll(wake)}
 	var b [pollOutSize]byte // the reply is copied out: no allocation
 	s.send(hdr.Unique, encode(b[:0], &out))
 }
 
-// wakeFunc returns the one-shot func a File calls when its readiness may
-// have changed: it sends FUSE_NOTIFY_POLL for kh unless the file has been
-// released since (the kernel ignores those anyway).
-func (s *Server) wakeFunc(of *openFile, kh uint64) func() {
-	var fired bool
-	return func() {
-		s.mu.Lock()
-		skip := fired || of.released
-		fired = true
-		s.mu.Unlock()
-		if skip {
-			return
-		}
+// fireWake is what a File calls when its readiness may have changed: it
+// sends FUSE_NOTIFY_POLL for the file's poll handle if a POLL asked for a
+// notification since the last one was sent, unless the file has been
+// released since (the kernel ignores those anyway). One wake function per
+// file, armed by each POLL that asks, so a POLL allocates nothing; a File
+// calling it again, or calling one it was given for an earlier POLL,
+// sends nothing more until a POLL asks again.
+func (s *Server) fireWake(of *openFile) {
+	s.mu.Lock()
+	fire := of.armed && !of.released
+	of.armed = false
+	kh := of.kh
+	s.mu.Unlock()
+	if fire {
 		s.notifyPoll(kh)
 	}
 }

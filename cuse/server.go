@@ -126,6 +126,10 @@ type Server struct {
 
 	// ops counts requests by opcode (stats.go).
 	ops opCounters
+
+	// inlineIn is the IoctlIn of the ioctls answered on the reader
+	// (Config.InlineIoctl), reused with its reply storage; reader only.
+	inlineIn IoctlIn
 }
 
 // openFile is one entry of the file-handle table.
@@ -135,6 +139,8 @@ type openFile struct {
 	flags    uint32 // open(2) flags from OPEN
 	kh       uint64 // the kernel's poll handle from the last POLL (0: none seen); guarded by Server.mu
 	released bool   // guarded by Server.mu; set when removed from the table
+	armed    bool   // a POLL asked for a notification not sent yet; guarded by Server.mu
+	wake     func() // calls fireWake for this file; made by the first POLL that asks, guarded by Server.mu
 }
 
 // request is one outstanding kernel request, kept so INTERRUPT can cancel it.

@@ -448,10 +448,16 @@ func (a Addr) LAN() LANAddr {
 // Encode returns the SizeofSystemInterface-byte layout of a.
 func (a SystemInterfaceAddr) Encode() []byte {
 	b := make([]byte, SizeofSystemInterface)
+	a.EncodeInto(b)
+	return b
+}
+
+// EncodeInto writes the SizeofSystemInterface-byte layout of a to b, which
+// must be at least that long.
+func (a SystemInterfaceAddr) EncodeInto(b []byte) {
 	le.PutUint32(b[0:], uint32(a.AddrType))
 	le.PutUint16(b[4:], uint16(a.Channel))
 	b[6], b[7] = a.LUN, a.Pad
-	return b
 }
 
 // Encode returns the SizeofIPMBAddr-byte layout of a.

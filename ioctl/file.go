@@ -262,24 +262,10 @@ func (f *File) Ioctl(_ context.Context, in *cuse.IoctlIn) cuse.IoctlOut {
 // result turns an errno (0 for success) into a final reply.
 func result(errno syscall.Errno) cuse.IoctlOut { return cuse.IoctlOut{Errno: errno} }
 
-// retry asks the kernel for the given user ranges, leaving out empty ones.
-func retry(inIovs, outIovs []cuse.Iovec) cuse.IoctlOut {
-	keep := func(v []cuse.Iovec) []cuse.Iovec {
-		var out []cuse.Iovec
-		for _, iov := range v {
-			if iov.Len > 0 {
-				out = append(out, iov)
-			}
-		}
-		return out
-	}
-	return cuse.IoctlOut{Retry: true, InIovs: keep(inIovs), OutIovs: keep(outIovs)}
-}
-
 // needIn returns the size bytes at Arg, or the retry reply that asks for them.
 func needIn(in *cuse.IoctlIn, size int) ([]byte, *cuse.IoctlOut) {
 	if len(in.In) != size {
-		out := retry([]cuse.Iovec{{Base: in.Arg, Len: uint64(size)}}, nil)
+		out := in.Retry([]cuse.Iovec{{Base: in.Arg, Len: uint64(size)}}, nil)
 		return nil, &out
 	}
 	return in.In, nil
@@ -289,7 +275,7 @@ func needIn(in *cuse.IoctlIn, size int) ([]byte, *cuse.IoctlOut) {
 // else the retry reply that sets that up.
 func needOut(in *cuse.IoctlIn, size int) *cuse.IoctlOut {
 	if in.OutSize != uint32(size) {
-		out := retry(nil, []cuse.Iovec{{Base: in.Arg, Len: uint64(size)}})
+		out := in.Retry(nil, []cuse.Iovec{{Base: in.Arg, Len: uint64(size)}})
 		return &out
 	}
 	return nil
@@ -300,7 +286,7 @@ func needOut(in *cuse.IoctlIn, size int) *cuse.IoctlOut {
 func needInOut(in *cuse.IoctlIn, size int) ([]byte, *cuse.IoctlOut) {
 	if len(in.In) != size || in.OutSize != uint32(size) {
 		iov := []cuse.Iovec{{Base: in.Arg, Len: uint64(size)}}
-		out := retry(iov, iov)
+		out := in.Retry(iov, iov)
 		return nil, &out
 	}
 	return in.In, nil
@@ -344,7 +330,7 @@ var (
 // the current struct describes, send starts over from the address round.
 func (f *File) send(in *cuse.IoctlIn, l sendLayout) cuse.IoctlOut {
 	if len(in.In) < l.size {
-		return retry([]cuse.Iovec{{Base: in.Arg, Len: uint64(l.size)}}, nil)
+		return in.Retry([]cuse.Iovec{{Base: in.Arg, Len: uint64(l.size)}}, nil)
 	}
 	rs, err := l.decode(in.In)
 	if err != nil { // unreachable: the length was checked
@@ -363,7 +349,7 @@ func (f *File) send(in *cuse.IoctlIn, l sendLayout) cuse.IoctlOut {
 	addrEnd := l.size + int(req.AddrLen)
 	if len(in.In) != addrEnd && len(in.In) != addrEnd+dataLen {
 		// Round 2, or the struct changed under us: the address alone.
-		return retry([]cuse.Iovec{structIov, addrIov}, nil)
+		return in.Retry([]cuse.Iovec{structIov, addrIov}, nil)
 	}
 	addr, errno := validateAddr(in.In[l.size:addrEnd])
 	if errno != 0 {
@@ -374,7 +360,7 @@ func (f *File) send(in *cuse.IoctlIn, l sendLayout) cuse.IoctlOut {
 	}
 	if len(in.In) != addrEnd+dataLen {
 		// The address is good and there is data: copy it in one more round.
-		return retry([]cuse.Iovec{structIov, addrIov, {Base: req.Msg.Data, Len: uint64(dataLen)}}, nil)
+		return in.Retry([]cuse.Iovec{structIov, addrIov, {Base: req.Msg.Data, Len: uint64(dataLen)}}, nil)
 	}
 	data := in.In[addrEnd:]
 	// _SETTIME's retries/retry_time_ms, like the file's timing defaults,
@@ -424,12 +410,12 @@ func validateAddr(b []byte) (Addr, syscall.Errno) {
 
 // receiveFirst is receive's first round: the struct, and the output
 // declared at the last receive's buffers when a slot is free.
-func (f *File) receiveFirst(structIov cuse.Iovec, compat bool) cuse.IoctlOut {
+func (f *File) receiveFirst(in *cuse.IoctlIn, structIov cuse.Iovec, compat bool) cuse.IoctlOut {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	last := f.recvLast
 	if !last.set || last.compat != compat {
-		return retry([]cuse.Iovec{structIov}, nil)
+		return in.Retry([]cuse.Iovec{structIov}, nil)
 	}
 	slot := -1
 	for i := range f.recvDecl {
@@ -441,18 +427,21 @@ func (f *File) receiveFirst(structIov cuse.Iovec, compat bool) cuse.IoctlOut {
 	if slot < 0 {
 		// Every slot waits for a second round that may never come (the
 		// caller faulted or was killed): declare nothing.
-		return retry([]cuse.Iovec{structIov}, nil)
+		return in.Retry([]cuse.Iovec{structIov}, nil)
 	}
 	if len(f.queue) > 0 {
 		last.la = uint32(len(f.queue[0].addr))
 	}
 	f.recvDecl[slot] = last
-	return retry(
+	return in.Retry(
 		[]cuse.Iovec{structIov, {Base: structIov.Base, Len: uint64(slot + 1)}},
 		[]cuse.Iovec{structIov, {Base: last.addr, Len: uint64(last.la)}, {Base: last.data, Len: uint64(last.dlen)}})
 }
 
-// pending is a request on its way through the engine.
+// pending is a request on its way through the engine. Its message, its
+// response buffer and the reply it becomes live in it too, so a SEND to
+// the system interface allocates once (and its Done func); the reply on
+// the file's queue keeps it alive until it is received.
 type pending struct {
 	req   sched.Request
 	f     *File
@@ -462,6 +451,11 @@ type pending struct {
 	lun   uint8
 	pad   uint8 // byte 7 of the user's address, echoed like the kernel
 	state atomic.Uint32
+
+	reply recvMsg
+	addr  [SizeofSystemInterface]byte
+	msg   [MaxMsgLength]byte
+	resp  [MaxMsgLength]byte
 }
 
 const (
@@ -526,16 +520,15 @@ func (f *File) submitLocked(addr Addr, msgID int64, netfn, cmd uint8, data []byt
 		return syscall.EMSGSIZE
 	}
 	p := &pending{f: f, msgID: msgID, netfn: netfn, cmd: cmd, lun: si.LUN, pad: si.Pad}
-	msg := make([]byte, 2+len(data))
-	msg[0] = netfn<<2 | si.LUN
-	msg[1] = cmd
-	copy(msg[2:], data)
+	p.msg[0] = netfn<<2 | si.LUN
+	p.msg[1] = cmd
+	n := 2 + copy(p.msg[2:], data)
 	p.req = sched.Request{
 		Owner:    f.owner,
 		Lane:     sched.LaneNormal,
 		Deadline: d.now().Add(d.timeout),
-		Msg:      msg,
-		Resp:     make([]byte, 0, MaxMsgLength),
+		Msg:      p.msg[:n:n],
+		Resp:     p.resp[:0],
 		Done:     p.done,
 	}
 	if d.cfg.PriorityWatchdogCommands && netfn == NetFnApp && (cmd == CmdResetWDT || cmd == CmdSetWDT || cmd == CmdGetWDT) {
@@ -565,11 +558,10 @@ func (p *pending) done(r *sched.Request) {
 	if !p.state.CompareAndSwap(pendingQueued, pendingDone) {
 		return
 	}
-	m := p.f.dev.formatResponse(p, r)
-	p.f.deliver(m)
+	p.f.deliver(p.f.dev.formatResponse(p, r))
 }
 
-// formatResponse builds the recv_type 1 message for a completed request:
+// formatResponse builds, in p, the recv_type 1 message for a completed request:
 // the system-interface address (LUN from the reply), the reply's
 // netfn/cmd, and data = completion code + payload. Errors and malformed
 // replies become [netfn|1, cmd, cc] with the request's LUN.
@@ -596,14 +588,34 @@ func (d *Device) formatResponse(p *pending, r *sched.Request) *recvMsg {
 		rsp[2] = CCTruncated
 	}
 	addr := SystemInterfaceAddr{AddrType: SystemInterfaceAddrType, Channel: BMCChannel, LUN: rsp[0] & 3, Pad: p.pad}
-	return &recvMsg{
+	addr.EncodeInto(p.addr[:])
+	// The data stays where the transport wrote it (p.resp, or a buffer of
+	// the error cases above): nothing else writes there any more.
+	p.reply = recvMsg{
 		recvType: ResponseRecvType,
-		addr:     addr.Encode(),
+		addr:     p.addr[:],
 		msgID:    p.msgID,
 		netfn:    rsp[0] >> 2,
 		cmd:      rsp[1],
-		data:     append([]byte(nil), rsp[2:]...),
+		data:     rsp[2:],
 	}
+	return &p.reply
+}
+
+// popHead removes the head of the receive queue; f.mu held. A short queue
+// is shifted down so that its backing array is kept for the next message
+// (no allocation per reply); a long one is resliced, so draining it is not
+// quadratic, and its array goes once appends outgrow it.
+func (f *File) popHead() {
+	n := len(f.queue)
+	if n <= 16 {
+		copy(f.queue, f.queue[1:])
+		f.queue[n-1] = nil
+		f.queue = f.queue[:n-1]
+		return
+	}
+	f.queue[0] = nil
+	f.queue = f.queue[1:]
 }
 
 // receive is IPMICTL_RECEIVE_MSG(_TRUNC), in two rounds when the client
@@ -634,7 +646,7 @@ func (f *File) receive(in *cuse.IoctlIn, compat, trunc bool) cuse.IoctlOut {
 	}
 	structIov := cuse.Iovec{Base: in.Arg, Len: uint64(size)}
 	if len(in.In) < size {
-		return f.receiveFirst(structIov, compat)
+		return f.receiveFirst(in, structIov, compat)
 	}
 	rsp, err := decode(in.In)
 	if err != nil { // unreachable: the length was checked
@@ -663,7 +675,7 @@ func (f *File) receive(in *cuse.IoctlIn, compat, trunc bool) cuse.IoctlOut {
 			// EMSGSIZE with the address already written, the struct not
 			// written back, and the message left at the head.
 			if len(in.In) != size+int(la) || in.OutSize != la {
-				return retry([]cuse.Iovec{structIov, addrIov}, []cuse.Iovec{addrIov})
+				return in.Retry([]cuse.Iovec{structIov, addrIov}, []cuse.Iovec{addrIov})
 			}
 			return cuse.IoctlOut{Result: -int32(syscall.EMSGSIZE), Out: append([]byte(nil), m.addr...)}
 		}
@@ -678,16 +690,12 @@ func (f *File) receive(in *cuse.IoctlIn, compat, trunc bool) cuse.IoctlOut {
 		(ld == 0 || decl.data == rsp.Msg.Data) && ld <= decl.dlen &&
 		in.OutSize == uint32(size)+decl.la+decl.dlen
 	if !declared && (len(in.In) != total || in.OutSize != uint32(total)) {
-		return retry([]cuse.Iovec{structIov, addrIov, dataIov}, []cuse.Iovec{structIov, addrIov, dataIov})
+		return in.Retry([]cuse.Iovec{structIov, addrIov, dataIov}, []cuse.Iovec{structIov, addrIov, dataIov})
 	}
 	f.recvLast = recvBufs{set: true, compat: compat, addr: rsp.Addr, la: la, data: rsp.Msg.Data, dlen: uint32(rsp.Msg.DataLen)}
-	f.queue[0] = nil
-	f.queue = f.queue[1:]
-	if len(f.queue) == 0 {
-		f.queue = nil // let the backing array go
-	}
+	f.popHead()
 
-	out := make([]byte, total)
+	out := in.OutBuf(total)
 	copy(out, in.In[:size]) // the kernel writes back the struct it read
 	rsp.RecvType = m.recvType
 	rsp.AddrLen = la

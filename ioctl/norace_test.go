@@ -1,0 +1,5 @@
+//go:build !race
+
+package ioctl
+
+const raceEnabled = false
