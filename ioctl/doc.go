@@ -16,10 +16,12 @@
 // completion is formatted as the kernel formats a BMC reply and queued on
 // the file.
 //
-// SEND copies one thing per round, as handle_send_req does: the struct,
-// then the address (validated before anything else is copied), then the
-// data. A request without data (data_len 0 or a NULL data pointer, such as
-// Get Device ID) takes 3 rounds; a request with data takes 4.
+// SEND takes 3 rounds, with data or without: the struct, then the address
+// together with the data, then the submit. The address and the data share
+// a round only when the struct shows that no check the kernel makes
+// between their two copies can fail (addr_len of at least 8, data_len of
+// at most 272); otherwise the address comes alone and its check fails the
+// call, as in handle_send_req.
 //
 // # Choices where the kernel gives no single answer
 //
@@ -51,6 +53,13 @@
 //     over from the address round when the lengths it got no longer match
 //     that struct; a pointer changed without a length change between two
 //     rounds leaves that round's bytes read through the old pointer.
+//   - SEND copies the data in the address's round: an address of 8 bytes
+//     or more that fails validation (a bad type, channel or LUN), sent
+//     together with a data pointer that faults, gets EFAULT where the
+//     kernel, which validates the address before it copies the data,
+//     answers EINVAL. Both are errors for a request no real client makes;
+//     asking for the data in a round of its own would cost every SEND
+//     with data a fourth CUSE round.
 //   - RECEIVE reads the caller's address and data buffers ahead of writing
 //     them, so a bad pointer fails with EFAULT before the message is
 //     consumed (as the kernel's put-back does); unlike the kernel, the

@@ -319,15 +319,24 @@ var (
 // data_len > 272 (EMSGSIZE) and copy the data (EFAULT); then the per-user
 // limit and the per-address-type checks.
 //
-// Each copy is its own retry round, so that a fault in a later copy cannot
-// hide an error the kernel finds earlier: round 1 asks for the struct;
-// round 2 checks addr_len and asks for the struct and the address; round 3
-// validates the address and checks data_len, and then either submits (no
-// data to copy: 3 rounds in all, as for Get Device ID) or asks for the
-// struct, the address and the data; round 4 runs every check again on what
-// it got and submits. Every round re-reads the struct, since the caller
-// may change it between rounds; when the payload no longer matches what
-// the current struct describes, send starts over from the address round.
+// CUSE copies every range a retry asks for before the next round, and a
+// fault in any of them fails the ioctl with EFAULT before the server sees
+// it. So send asks for the data together with the address only when no
+// check the kernel makes between the two copies can fail on what the
+// struct already says: round 1 asks for the struct; round 2 checks
+// addr_len and asks for the struct, the address and, when the address is
+// long enough to be valid (8 bytes) and data_len is at most 272, the data;
+// round 3 validates the address, checks data_len and submits: 3 rounds,
+// with data or without. Otherwise (addr_len < 8, data_len > 272) round 2
+// asks for the address alone, and round 3 fails with the kernel's EINVAL
+// or EMSGSIZE. The one difference left: an address that is long enough
+// but invalid, together with a data pointer that faults, gets EFAULT where
+// the kernel answers EINVAL (see the package doc).
+//
+// Every round re-reads the struct, since the caller may change it between
+// rounds; when the payload no longer matches what the current struct
+// describes, send starts over from the address round, and a round that
+// got the address alone while the struct now has data asks for the data.
 func (f *File) send(in *cuse.IoctlIn, l sendLayout) cuse.IoctlOut {
 	if len(in.In) < l.size {
 		return in.Retry([]cuse.Iovec{{Base: in.Arg, Len: uint64(l.size)}}, nil)
@@ -347,9 +356,15 @@ func (f *File) send(in *cuse.IoctlIn, l sendLayout) cuse.IoctlOut {
 	structIov := cuse.Iovec{Base: in.Arg, Len: uint64(l.size)}
 	addrIov := cuse.Iovec{Base: req.Addr, Len: uint64(req.AddrLen)}
 	addrEnd := l.size + int(req.AddrLen)
+	dataIov := cuse.Iovec{Base: req.Msg.Data, Len: uint64(dataLen)}
 	if len(in.In) != addrEnd && len(in.In) != addrEnd+dataLen {
-		// Round 2, or the struct changed under us: the address alone.
-		return in.Retry([]cuse.Iovec{structIov, addrIov}, nil)
+		// Round 2, or the struct changed under us.
+		if req.AddrLen < SizeofSystemInterface || dataLen > MaxMsgLength {
+			// The address's validation or data_len fails before the
+			// kernel would copy the data: the address alone.
+			return in.Retry([]cuse.Iovec{structIov, addrIov}, nil)
+		}
+		return in.Retry([]cuse.Iovec{structIov, addrIov, dataIov}, nil)
 	}
 	addr, errno := validateAddr(in.In[l.size:addrEnd])
 	if errno != 0 {
@@ -359,8 +374,9 @@ func (f *File) send(in *cuse.IoctlIn, l sendLayout) cuse.IoctlOut {
 		return result(syscall.EMSGSIZE)
 	}
 	if len(in.In) != addrEnd+dataLen {
-		// The address is good and there is data: copy it in one more round.
-		return in.Retry([]cuse.Iovec{structIov, addrIov, {Base: req.Msg.Data, Len: uint64(dataLen)}}, nil)
+		// The address is good and the struct now has data it did not
+		// have when the address was asked for: one more round.
+		return in.Retry([]cuse.Iovec{structIov, addrIov, dataIov}, nil)
 	}
 	data := in.In[addrEnd:]
 	// _SETTIME's retries/retry_time_ms, like the file's timing defaults,
