@@ -420,18 +420,20 @@ func (e *Engine) ServeInline(r *Request) bool {
 	served := e.healthy && !e.attnDue && !e.lastTxSlow
 	if served {
 		r.Err = nil
-		r.submitted = time.Now()
-		if !r.submitted.Before(r.Deadline) {
+		now := time.Now()
+		r.submitted = now
+		if !now.Before(r.Deadline) {
 			r.Err = ErrDeadline
 			e.cExpired.Add(1)
 			e.complete(r, time.Time{})
 		} else {
 			e.cInline.Add(1)
-			e.serve(r)
-			if r.Lane != LanePriority {
+			priority := r.Lane == LanePriority
+			end := e.serve(r, now)
+			if !priority {
 				e.attnRan = false
 			}
-			e.pollAttention(time.Now())
+			e.pollAttention(end)
 		}
 	}
 	return served
@@ -588,11 +590,12 @@ func (e *Engine) run() {
 		e.completeAll(out)
 
 		if r != nil {
-			e.serve(r)
-			if r.Lane != LanePriority || e.cfg.SingleFIFO {
+			priority := r.Lane == LanePriority
+			end := e.serve(r, time.Now())
+			if !priority || e.cfg.SingleFIFO {
 				e.attnRan = false
 			}
-			e.pollAttention(time.Now())
+			e.pollAttention(end)
 			continue
 		}
 		if attnTurn {
@@ -841,26 +844,34 @@ func (e *Engine) completeAll(out []*Request) {
 // complete counts and observes r and calls its Done; start is when it
 // reached the transport (zero if it never did).
 func (e *Engine) complete(r *Request, start time.Time) {
+	e.completeAt(r, start, time.Now())
+}
+
+// completeAt is complete with the clock already read (now).
+func (e *Engine) completeAt(r *Request, start, now time.Time) {
 	if r.Lane == LanePriority {
 		e.cPriority.Add(1)
 	} else {
 		e.cNormal.Add(1)
 	}
-	e.obs.observe(r, start, time.Now())
+	e.obs.observe(r, start, now)
 	r.Done(r)
 }
 
-// serve runs r on the transport and completes it.
-func (e *Engine) serve(r *Request) {
+// serve runs r on the transport from start (the caller's reading of the
+// clock), completes it, and returns when the transport finished. Reading
+// the clock twice per request, not six times, matters where a reading is
+// slow (an emulated clock source).
+func (e *Engine) serve(r *Request, start time.Time) (end time.Time) {
 	e.worked = true
 	e.cTransact.Add(1)
-	start := time.Now()
-	resp, err := e.transact(r.Msg, r.Resp[:0], r.Deadline)
+	resp, end, err := e.transactFrom(start, r.Msg, r.Resp[:0], r.Deadline)
 	r.Resp = resp
 	if err != nil {
 		r.Err = fmt.Errorf("sched: %s request netfn %#x cmd %#x: %w", r.Lane, r.Msg[0]>>2, r.Msg[1], err)
 	}
-	e.complete(r, start)
+	e.completeAt(r, start, end)
+	return end
 }
 
 // probe sends Get Device ID to learn whether an unresponsive BMC is back.
@@ -872,9 +883,16 @@ func (e *Engine) probe(now time.Time) {
 
 // transact calls the transport and updates BMC health from the outcome.
 func (e *Engine) transact(msg, resp []byte, deadline time.Time) ([]byte, error) {
-	start := time.Now()
+	resp, _, err := e.transactFrom(time.Now(), msg, resp, deadline)
+	return resp, err
+}
+
+// transactFrom is transact with the clock read at start; it returns the
+// clock's reading when the transport returned.
+func (e *Engine) transactFrom(start time.Time, msg, resp []byte, deadline time.Time) ([]byte, time.Time, error) {
 	resp, err := e.t.Transact(msg, resp, deadline)
-	e.lastTxSlow = err != nil || time.Since(start) > e.cfg.InlineMax
+	end := time.Now()
+	e.lastTxSlow = err != nil || end.Sub(start) > e.cfg.InlineMax
 	switch {
 	case err == nil:
 		if !e.healthy {
@@ -907,7 +925,7 @@ func (e *Engine) transact(msg, resp []byte, deadline time.Time) ([]byte, error) 
 	default:
 		e.cTransErr.Add(1)
 	}
-	return resp, err
+	return resp, end, err
 }
 
 // String names the lane for logs and errors.
