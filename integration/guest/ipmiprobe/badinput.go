@@ -338,6 +338,25 @@ func (p *prober) receiveCases() error {
 		p.recvCase(fd, c.name, c.cmd, c.arg)
 	}
 
+	// A receive into the buffers the last one used, after the process
+	// freed (here: made inaccessible) the data buffer: the kernel's
+	// copy_to_user fails and it puts the message back.
+	if err := p.ensureQueued(fd); err != nil {
+		return err
+	}
+	p.recvCase(fd, "recv_reused_ok", trunc, good)
+	if err := p.ensureQueued(fd); err != nil {
+		return err
+	}
+	dataPage := a.b[offData : offData+pageSize]
+	if err := unix.Mprotect(dataPage, unix.PROT_NONE); err != nil {
+		return fmt.Errorf("mprotect the data page: %w", err)
+	}
+	p.recvCase(fd, "recv_reused_data_freed", trunc, good)
+	if err := unix.Mprotect(dataPage, unix.PROT_READ|unix.PROT_WRITE); err != nil {
+		return fmt.Errorf("mprotect the data page back: %w", err)
+	}
+
 	// RECEIVE_MSG with a short buffer: EMSGSIZE, the struct is not written
 	// back (the poisoned fields show), the message stays.
 	for _, n := range []uint16{0, 1, 11} {
