@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -17,7 +18,9 @@ import (
 // under a real service manager; --version works and the metrics turned on
 // in the defaults file are served, and every thread of the daemon has
 // dropped every capability and set no_new_privs (after a reload too, once
-// the unit has ExecReload=).
+// the unit has ExecReload=). Then --watchdog-preop panic: refused under the
+// sandbox with an error naming the drop-in, served with it
+// (checkPreopDropIn).
 func TestSystemdUnit(t *testing.T) {
 	// 6.1 runs the same unit through the Debian package (TestDebianPackage).
 	for _, k := range []testbed.Kernel{testbed.Kernel612} {
@@ -55,9 +58,30 @@ run metrics 30 wget -q -O - http://127.0.0.1:9101/metrics
 run modules 10 sh -c 'grep -o "^[a-z_]*" /proc/modules | sort'
 run stop 60 systemctl stop ipmi-cuse
 run gone 10 sh -c 'test ! -e /dev/ipmi0'
+sed -i 's|^IPMI_CUSE_ARGS="|IPMI_CUSE_ARGS="--watchdog-device=watchdog --watchdog-preop=panic |' /etc/default/ipmi-cuse
+run panic_sandboxed 60 systemctl start ipmi-cuse
+systemctl stop ipmi-cuse; systemctl reset-failed ipmi-cuse
+mkdir -p /etc/systemd/system/ipmi-cuse.service.d
+cp ` + preopDropIn + ` /etc/systemd/system/ipmi-cuse.service.d/
+systemctl daemon-reload
+run panic_start 60 systemctl start ipmi-cuse
+run panic_active 10 systemctl is-active ipmi-cuse
+ls -l /proc/$(main_pid ipmi-cuse)/fd >/tmp/fds; run panic_sysrq_fd 10 grep -c sysrq-trigger /tmp/fds
+awk '$5=="/proc/sys"||$5=="/sys"||$5=="/proc/sysrq-trigger"{split($6,o,",");m[$5]=o[1]} END{for(k in m)print k, m[k]}' /proc/$(main_pid ipmi-cuse)/mountinfo | sort >/tmp/mounts
+run panic_mounts 10 cat /tmp/mounts
+if [ "$(systemctl show -p CanReload --value ipmi-cuse)" = yes ]; then
+	run panic_reload 120 systemctl reload ipmi-cuse
+	ls -l /proc/$(main_pid ipmi-cuse)/fd >/tmp/fds; run panic_sysrq_fd_after_reload 10 grep -c sysrq-trigger /tmp/fds
+fi
+run panic_stop 60 systemctl stop ipmi-cuse
 journal ipmi-cuse
 `,
 			}
+			dropIn, err := os.ReadFile(filepath.Join(root, "contrib", "systemd", "preop-panic.conf"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			g.Files = append(g.Files, testbed.File{Path: preopDropIn, Mode: 0o644, Data: dropIn})
 			out, res, err := g.Run(context.Background())
 			if err != nil {
 				t.Fatalf("%v\nguest:\n%s\nconsole:\n%s", err, guestOf(res), consoleOf(res))
@@ -109,11 +133,55 @@ journal ipmi-cuse
 			if !strings.Contains(mods, "cuse\n") || strings.Contains(mods, "ipmi_si") {
 				t.Errorf("modules loaded: %q, want cuse (the unit's modprobe) and no ipmi_si", mods)
 			}
+			checkPreopDropIn(t, out, j)
 			if t.Failed() {
 				t.Logf("journal:\n%s", j)
 			}
 			t.Logf("%s: boot and test took %v", k, res.Elapsed)
 		})
+	}
+}
+
+// preopDropIn is where the Debian package installs the drop-in that lets
+// --watchdog-preop panic reach /proc/sysrq-trigger under the unit.
+const preopDropIn = "/usr/share/doc/ipmi-cuse/examples/preop-panic.conf"
+
+// checkPreopDropIn checks the unit with --watchdog-preop panic: the
+// sandbox alone refuses to start, with an error that names the drop-in;
+// with the drop-in the daemon serves, holding /proc/sysrq-trigger open
+// (after a reload too).
+func checkPreopDropIn(t *testing.T, out *testbed.Output, journal []byte) {
+	t.Helper()
+	if c := out.Command("panic_sandboxed"); c == nil || c.Exit == 0 {
+		t.Errorf("--watchdog-preop panic under the sandbox alone: %+v, want a failed start", c)
+	}
+	if !bytes.Contains(journal, []byte("preop-panic.conf")) {
+		t.Errorf("the journal does not name the drop-in after the refused start")
+	}
+	for _, name := range []string{"panic_start", "panic_stop"} {
+		if c := out.Command(name); c == nil || c.Exit != 0 {
+			t.Errorf("%s with the drop-in: %+v", name, c)
+		}
+	}
+	if c := out.Command("panic_active"); c == nil || string(c.Stdout) != "active\n" {
+		t.Errorf("with the drop-in the unit is not active: %+v", c)
+	}
+	for _, name := range []string{"panic_sysrq_fd", "panic_sysrq_fd_after_reload"} {
+		c := out.Command(name)
+		if c == nil && name == "panic_sysrq_fd_after_reload" && out.Command("panic_reload") == nil {
+			continue
+		}
+		if c == nil || strings.TrimSpace(string(c.Stdout)) != "1" {
+			t.Errorf("%s: %+v, want the daemon to hold /proc/sysrq-trigger open once", name, c)
+		}
+	}
+	// The drop-in loosens nothing but the trigger: the service still sees
+	// /proc/sys and /sys read-only (the topmost mount of each path counts).
+	if c := out.Command("panic_mounts"); c == nil || string(c.Stdout) != "/proc/sys ro\n/sys ro\n" {
+		t.Errorf("the service's mounts of /proc/sys, /sys and /proc/sysrq-trigger with the drop-in: %+v, want /proc/sys and /sys read-only", c)
+	}
+	if c := out.Command("panic_reload"); c != nil && c.Exit != 0 {
+		t.Errorf("reload with preop panic: %+v", c)
 	}
 }
 

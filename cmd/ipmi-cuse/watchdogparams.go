@@ -1,12 +1,15 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math"
 	"os"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/ipmi-cuse/ipmi-cuse/watchdog"
@@ -48,7 +51,9 @@ userspace:
   preop_give_data  a pretimeout is readable and polls POLLIN on the device,
                    but no SIGIO is sent: CUSE has no fasync.
   preop_panic      ipmi-cuse crashes the kernel through /proc/sysrq-trigger
-                   ('c'), once.
+                   ('c'), once. The file is opened at start; under
+                   ipmi-cuse.service, whose sandbox hides it, install the
+                   drop-in /usr/share/doc/ipmi-cuse/examples/preop-panic.conf.
   pre_nmi          the NMI goes to the kernel, which has no ipmi_watchdog
                    handler for it (it logs an unknown NMI, or panics with
                    unknown_nmi_panic); the kernel's NMI self-test at
@@ -119,6 +124,21 @@ func addWatchdogParamFlags(fs *flag.FlagSet, p *watchdogParams) func() error {
 	}
 }
 
+// sysrqTrigger is the file preop panic writes 'c' to.
+const sysrqTrigger = "/proc/sysrq-trigger"
+
+// sysrqHint says what to do when sysrqTrigger cannot be opened for
+// writing because a sandbox hides it or made it read-only, as the shipped
+// unit's ProcSubset=pid and ProtectKernelTunables=yes do.
+func sysrqHint(err error) string {
+	if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.EROFS) && !errors.Is(err, fs.ErrPermission) {
+		return ""
+	}
+	return "; under ipmi-cuse.service, whose sandbox hides the file and makes it read-only, " +
+		"install the drop-in /usr/share/doc/ipmi-cuse/examples/preop-panic.conf " +
+		"(ProcSubset=all, ProtectKernelTunables=no with its paths read-only again but for /proc/sysrq-trigger) in /etc/systemd/system/ipmi-cuse.service.d/"
+}
+
 // openSysrqPanic returns what preop panic calls: a write of 'c' to
 // /proc/sysrq-trigger, which crashes the kernel as ipmi_watchdog's
 // preop_panic panics it (root may write it whatever kernel.sysrq says).
@@ -129,9 +149,9 @@ func openSysrqPanic(preOp watchdog.PreOp, log *slog.Logger) (func(), func(), err
 	if preOp != watchdog.PreOpPanic {
 		return func() { log.Error("watchdog: preop panic without /proc/sysrq-trigger") }, func() {}, nil
 	}
-	f, err := os.OpenFile("/proc/sysrq-trigger", os.O_WRONLY, 0)
+	f, err := os.OpenFile(sysrqTrigger, os.O_WRONLY, 0)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--watchdog-preop panic crashes the kernel through /proc/sysrq-trigger: %w", err)
+		return nil, nil, fmt.Errorf("--watchdog-preop panic crashes the kernel through %s: %w%s", sysrqTrigger, err, sysrqHint(err))
 	}
 	crash := func() {
 		if _, err := f.Write([]byte("c")); err != nil {

@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"io"
+	"io/fs"
 	"log/slog"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -85,4 +87,26 @@ func TestOpenSysrqPanic(t *testing.T) {
 		return
 	}
 	closeFn() // opened (root): never written here
+}
+
+// TestSysrqHint: a sandbox's refusals (hidden, read-only, denied) point at
+// the drop-in; other errors get no hint.
+func TestSysrqHint(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		hint bool
+	}{
+		{"hidden by ProcSubset=pid", &fs.PathError{Op: "open", Path: sysrqTrigger, Err: syscall.ENOENT}, true},
+		{"read-only by ProtectKernelTunables", &fs.PathError{Op: "open", Path: sysrqTrigger, Err: syscall.EROFS}, true},
+		{"not root", &fs.PathError{Op: "open", Path: sysrqTrigger, Err: syscall.EACCES}, true},
+		{"other", &fs.PathError{Op: "open", Path: sysrqTrigger, Err: syscall.EIO}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := sysrqHint(tc.err)
+			if got := strings.Contains(h, "preop-panic.conf"); got != tc.hint {
+				t.Errorf("sysrqHint(%v) = %q, want hint %t", tc.err, h, tc.hint)
+			}
+		})
+	}
 }

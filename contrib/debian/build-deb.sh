@@ -17,6 +17,7 @@ install -D -m0644 contrib/modules-load.d/ipmi-cuse.conf "$stage/etc/modules-load
 install -d -m0755 "$stage/usr/share/man/man8" "$stage/usr/share/doc/ipmi-cuse" "$stage/usr/share/lintian/overrides"
 gzip -9nc contrib/man/ipmi-cuse.8 >"$stage/usr/share/man/man8/ipmi-cuse.8.gz"
 install -m0644 contrib/debian/copyright "$stage/usr/share/doc/ipmi-cuse/copyright"
+install -D -m0644 contrib/systemd/preop-panic.conf "$stage/usr/share/doc/ipmi-cuse/examples/preop-panic.conf"
 install -m0644 contrib/debian/lintian-overrides "$stage/usr/share/lintian/overrides/ipmi-cuse"
 # A native package's changelog: one entry for this build, dated by the
 # commit so the package is reproducible.
