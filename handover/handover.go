@@ -43,13 +43,26 @@ type Device struct {
 	Kind string
 }
 
+// Interface is a further interface of a daemon that serves several BMCs:
+// its engine, its /dev/ipmiN device's state and its message handler
+// (which may be nil). Its CUSE device is in Daemon.Devices, named Device.
+type Interface struct {
+	Device  string
+	Engine  *sched.Engine
+	IPMI    *ioctl.Device
+	Handler *msghandler.Handler
+}
+
 // Daemon is what a hand-over stops, serialises and, on a rollback,
-// restarts. Handler, Watchdog and Patter may be nil.
+// restarts. Handler, Watchdog and Patter may be nil. Engine, IPMI and
+// Handler are the first interface's; More are the others, whose devices
+// are in Devices too.
 type Daemon struct {
 	Devices  []Device
 	Engine   *sched.Engine
 	IPMI     *ioctl.Device
 	Handler  *msghandler.Handler
+	More     []Interface
 	Watchdog *watchdog.Watchdog
 	Patter   *Patter
 	Hardware []Hardware
@@ -102,31 +115,37 @@ func (d *Daemon) Freeze(ctx context.Context) (*Frozen, error) {
 	if d.Patter != nil {
 		d.Patter.Stop(watchdog.ErrHandover)
 	}
-	if d.Handler != nil {
-		d.Handler.Hold(true)
-	}
+	d.hold(true)
 	thaw := func() {
 		if d.Watchdog != nil {
 			d.Watchdog.KeepState()
 		}
-		if d.Handler != nil {
-			d.Handler.Hold(false)
-		}
+		d.hold(false)
 		if d.Patter != nil {
 			d.Patter.Start()
 		}
 		undo()
 	}
-	if err := d.Engine.Pause(ctx); err != nil {
-		thaw()
-		return nil, fmt.Errorf("handover: draining the engine: %w", err)
+	// Every engine drains (each interface's transactions are bounded on
+	// their own), then touches its BMC no more.
+	engines := d.engines()
+	for i, e := range engines {
+		if err := e.Pause(ctx); err != nil {
+			for _, p := range engines[:i] {
+				p.Resume()
+			}
+			thaw()
+			return nil, fmt.Errorf("handover: draining the engine of interface %d: %w", i, err)
+		}
 	}
 	st, err := d.export()
 	if err == nil {
 		f.State, err = state.Encode(st)
 	}
 	if err != nil {
-		d.Engine.Resume()
+		for _, e := range engines {
+			e.Resume()
+		}
 		thaw()
 		return nil, fmt.Errorf("handover: serialising: %w", err)
 	}
@@ -138,6 +157,27 @@ func (d *Daemon) Freeze(ctx context.Context) (*Frozen, error) {
 	}
 	f.Took = time.Since(start)
 	return f, nil
+}
+
+// engines are every interface's engine, the first's first.
+func (d *Daemon) engines() []*sched.Engine {
+	e := []*sched.Engine{d.Engine}
+	for _, m := range d.More {
+		e = append(e, m.Engine)
+	}
+	return e
+}
+
+// hold holds (or releases) every message handler's tick.
+func (d *Daemon) hold(on bool) {
+	if d.Handler != nil {
+		d.Handler.Hold(on)
+	}
+	for _, m := range d.More {
+		if m.Handler != nil {
+			m.Handler.Hold(on)
+		}
+	}
 }
 
 // export builds the state of a frozen daemon.
@@ -154,6 +194,14 @@ func (d *Daemon) export() (*state.State, error) {
 	if d.Watchdog != nil {
 		s := d.Watchdog.ExportState()
 		st.Watchdog = &s
+	}
+	for _, m := range d.More {
+		mi := state.Interface{Device: m.Device, IPMI: m.IPMI.ExportState()}
+		if m.Handler != nil {
+			s := m.Handler.ExportState()
+			mi.Handler = &s
+		}
+		st.More = append(st.More, mi)
 	}
 	for _, h := range d.Hardware {
 		st.Hardware = append(st.Hardware, h.Name)
@@ -180,13 +228,13 @@ func (d *Daemon) export() (*state.State, error) {
 // Thaw is the rollback: everything Freeze stopped serves again.
 func (f *Frozen) Thaw() {
 	d := f.d
-	d.Engine.Resume()
+	for _, e := range d.engines() {
+		e.Resume()
+	}
 	if d.Watchdog != nil {
 		d.Watchdog.KeepState()
 	}
-	if d.Handler != nil {
-		d.Handler.Hold(false)
-	}
+	d.hold(false)
 	if d.Patter != nil {
 		d.Patter.Start()
 	}
@@ -216,11 +264,13 @@ type Parts struct {
 // (a device it does not serve, a watchdog it does not drive).
 var ErrMismatch = errors.New("handover: state does not match this configuration")
 
-// Restore imports st into p: the interface's state and every open IPMI
-// file, the message handler (started from the state instead of its
-// start-up sequence), and the watchdog. It returns, per device name, what
-// its CUSE server resumes with. When st has no handler state, the caller
-// starts the handler as usual.
+// Restore imports st into p: the first interface's state and every open
+// file of its devices (its /dev/ipmiN and the watchdog device), the message
+// handler (started from the state instead of its start-up sequence), and
+// the watchdog. It returns, per device name, what its CUSE server resumes
+// with. When st has no handler state, the caller starts the handler as
+// usual. Further interfaces' devices (st.More) are left to
+// RestoreInterface.
 func Restore(st *state.State, p Parts) (map[string]cuse.Resume, error) {
 	if st.IPMI != nil && p.IPMI != nil {
 		if err := p.IPMI.ImportState(*st.IPMI); err != nil {
@@ -237,26 +287,12 @@ func Restore(st *state.State, p Parts) (map[string]cuse.Resume, error) {
 	}
 	out := make(map[string]cuse.Resume, len(st.Devices))
 	for _, d := range st.Devices {
-		r := cuse.Resume{NextFh: d.LastFh}
-		for _, sf := range d.Files {
-			rec := cuse.FileRecord{Fh: sf.Fh, Flags: sf.Flags, Kh: sf.Kh}
-			switch d.Kind {
-			case state.KindIPMI:
-				if p.IPMI == nil {
-					return nil, fmt.Errorf("%w: device %s", ErrMismatch, d.Name)
-				}
-				f, err := p.IPMI.RestoreFile(*sf.IPMI)
-				if err != nil {
-					return nil, fmt.Errorf("handover: %s file %d: %w", d.Name, sf.Fh, err)
-				}
-				rec.File = f
-			case state.KindWatchdog:
-				if wdFile == nil {
-					return nil, fmt.Errorf("%w: watchdog device %s has an open file and this process has no watchdog", ErrMismatch, d.Name)
-				}
-				rec.File = wdFile
-			}
-			r.Files = append(r.Files, rec)
+		if st.Interface(d.Name) != nil {
+			continue
+		}
+		r, err := restoreFiles(d, p.IPMI, wdFile)
+		if err != nil {
+			return nil, err
 		}
 		out[d.Name] = r
 	}
@@ -266,6 +302,67 @@ func Restore(st *state.State, p Parts) (map[string]cuse.Resume, error) {
 		}
 	}
 	return out, nil
+}
+
+// RestoreInterface imports the state of the further interface whose
+// device is named device (an entry of st.More) into p (its IPMI device,
+// message handler and engine's Submit; p.Watchdog is not used) and returns
+// what the device's CUSE server resumes with. ok is false when st has no
+// such interface; then the caller starts p's handler as usual and serves
+// the device anew. With no handler state in the entry, the caller starts
+// the handler too (handlerResumed is false).
+func RestoreInterface(st *state.State, device string, p Parts) (r cuse.Resume, ok, handlerResumed bool, err error) {
+	mi := st.Interface(device)
+	if mi == nil {
+		return cuse.Resume{}, false, false, nil
+	}
+	if p.IPMI == nil {
+		return cuse.Resume{}, false, false, fmt.Errorf("%w: device %s without an IPMI device", ErrMismatch, device)
+	}
+	if err := p.IPMI.ImportState(mi.IPMI); err != nil {
+		return cuse.Resume{}, false, false, fmt.Errorf("handover: %s: %w", device, err)
+	}
+	for _, d := range st.Devices {
+		if d.Name == device {
+			if r, err = restoreFiles(d, p.IPMI, nil); err != nil {
+				return cuse.Resume{}, false, false, err
+			}
+		}
+	}
+	if mi.Handler != nil && p.Handler != nil {
+		if err := p.Handler.Resume(p.Submit, p.IPMI, *mi.Handler); err != nil {
+			return cuse.Resume{}, false, false, fmt.Errorf("handover: %s: %w", device, err)
+		}
+		handlerResumed = true
+	}
+	return r, true, handlerResumed, nil
+}
+
+// restoreFiles rebuilds device d's open files: on an IPMI device from ipmi,
+// on the watchdog device wdFile.
+func restoreFiles(d state.Device, ipmi *ioctl.Device, wdFile cuse.File) (cuse.Resume, error) {
+	r := cuse.Resume{NextFh: d.LastFh}
+	for _, sf := range d.Files {
+		rec := cuse.FileRecord{Fh: sf.Fh, Flags: sf.Flags, Kh: sf.Kh}
+		switch d.Kind {
+		case state.KindIPMI:
+			if ipmi == nil {
+				return cuse.Resume{}, fmt.Errorf("%w: device %s", ErrMismatch, d.Name)
+			}
+			f, err := ipmi.RestoreFile(*sf.IPMI)
+			if err != nil {
+				return cuse.Resume{}, fmt.Errorf("handover: %s file %d: %w", d.Name, sf.Fh, err)
+			}
+			rec.File = f
+		case state.KindWatchdog:
+			if wdFile == nil {
+				return cuse.Resume{}, fmt.Errorf("%w: watchdog device %s has an open file and this process has no watchdog", ErrMismatch, d.Name)
+			}
+			rec.File = wdFile
+		}
+		r.Files = append(r.Files, rec)
+	}
+	return r, nil
 }
 
 // Patter runs a Watchdog's built-in patter (Run) so that a hand-over can

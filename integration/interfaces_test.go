@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -204,14 +206,18 @@ func TestTwoInterfaces(t *testing.T) {
 	for _, c := range corpus {
 		dev1 = append(dev1, onDevice1(c))
 	}
-	cmds := []testbed.Command{{Name: "devices", Args: []string{"sh", "-c", "ls /dev/ipmi*"}}}
+	cmds := []testbed.Command{{Name: "devices", Args: []string{"sh", "-c", "ls /dev/ipmi*"}},
+		// ipmi-cuse only (the kernel's driver has nothing to upgrade): one
+		// SIGHUP upgrade while a client holds each device busy; the corpus
+		// after it runs on the new process.
+		{Name: "upgrade", Timeout: 200, Args: []string{"sh", "-c", twoInterfacesUpgrade}}}
 	for _, c := range append(entries, dev1...) {
 		cmds = append(cmds, c.command())
 	}
 	boot := func(mode testbed.Mode) *testbed.Output {
 		dir := t.TempDir()
 		s := &testbed.Session{
-			Env: env, Commands: cmds, Daemon: daemonPath, Dir: dir, Timeout: bootTimeout,
+			Env: env, Commands: cmds, Daemon: daemonPath, Dir: dir, Timeout: bootTimeout, GuestBins: probeBins(t),
 			Script: testbed.ScriptOptions{Mode: mode, Devices: 2},
 			BMC:    testbed.BMC{Interface: testbed.KCS, FRUData: dir + "/fru.bin"},
 			Extra:  []testbed.BMC{{Interface: testbed.SSIF, SimProps: "fwrev1=2,product_id=4242"}},
@@ -258,6 +264,35 @@ func TestTwoInterfaces(t *testing.T) {
 	if r := shim.Command("devices"); r == nil || string(r.Stdout) != "/dev/ipmi0\n/dev/ipmi1\n" {
 		t.Errorf("shim devices: %+v", r)
 	}
+	// The upgrade: a new process, both devices kept (same numbers), and
+	// each held file answered throughout: nothing lost, failed or answered
+	// twice (a late or repeated reply is a stale_reply error).
+	if c := shim.Command("upgrade"); c == nil {
+		t.Error("no upgrade output")
+	} else {
+		out := string(c.Stdout) + string(c.Stderr)
+		t.Logf("upgrade with two interfaces:\n%s", out)
+		m := regexp.MustCompile(`(?m)^upgrade: (\d+) -> (\d+) devices (\S+ \S+) -> (\S+ \S+)$`).FindStringSubmatch(out)
+		if m == nil || m[1] == m[2] || m[2] == "" || m[3] != m[4] {
+			t.Errorf("upgrade: %v (want a new pid and the same two device numbers)", m)
+		}
+		holds := regexp.MustCompile(`(?m)^(ipmi[01]): hold n=(\d+) ok=(\d+) lost=(\d+) errors=(\d+)`).FindAllStringSubmatch(out, -1)
+		if len(holds) != 2 {
+			t.Errorf("want a hold summary per device, got %q", holds)
+		}
+		for _, h := range holds {
+			if h[2] != h[3] || h[3] == "0" || h[4] != "0" || h[5] != "0" {
+				t.Errorf("%s held across the upgrade: %s (want every request answered once)", h[1], h[0])
+			}
+		}
+		if strings.Contains(out, "info: hold") {
+			t.Errorf("a held file saw errors across the upgrade")
+		}
+	}
+	if log := string(shim.Files[testbed.GuestDaemonLog]); !strings.Contains(log, "upgrade: the new process serves") ||
+		!strings.Contains(log, "serving the devices taken over") {
+		t.Errorf("the daemon log shows no completed upgrade")
+	}
 	// compare walks the whole corpus: give it only these entries.
 	ok := true
 	for _, c := range append(entries, dev1...) {
@@ -282,3 +317,20 @@ func TestTwoInterfaces(t *testing.T) {
 		t.Logf("ipmi-cuse's log:\n%s", shim.Files[testbed.GuestDaemonLog])
 	}
 }
+
+// twoInterfacesUpgrade is TestTwoInterfaces' upgrade: a client holds each
+// device's file busy while the daemon is sent SIGHUP.
+const twoInterfacesUpgrade = `
+P=/bin/ipmiprobe
+old=$(pidof ipmi-cuse) || { echo "no ipmi-cuse: nothing to upgrade"; exit 0; }
+dev() { echo "$(stat -c %t:%T /dev/ipmi0) $(stat -c %t:%T /dev/ipmi1)"; }
+d=$(dev)
+$P hold -dev /dev/ipmi0 -for 25s -interval 50ms -wait 20s >/tmp/h0.out 2>&1 & h0=$!
+$P hold -dev /dev/ipmi1 -for 25s -interval 50ms -wait 20s >/tmp/h1.out 2>&1 & h1=$!
+sleep 4
+kill -HUP $old
+i=0; while kill -0 $old 2>/dev/null && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
+echo "upgrade: $old -> $(pidof ipmi-cuse) devices $d -> $(dev)"
+wait $h0; wait $h1
+sed 's/^/ipmi0: /' /tmp/h0.out; sed 's/^/ipmi1: /' /tmp/h1.out
+`

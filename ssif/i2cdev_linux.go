@@ -143,3 +143,21 @@ func (b *DevBus) ReadBlock(cmd uint8, buf []byte) (int, error) {
 	}
 	return copy(buf, b.block[1:1+n]), nil
 }
+
+// i2cMajor is the i2c-dev character device's major number (I2C_MAJOR in
+// include/linux/i2c-dev.h); its minor is the adapter's number.
+const i2cMajor = 89
+
+// BusOf returns the adapter number of an open /dev/i2c-N (the minor of
+// its device number, as i2c-dev registers it), so an inherited descriptor
+// says which bus it is without its path.
+func BusOf(f *os.File) (int, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return 0, fmt.Errorf("ssif: fstat %s: %w", f.Name(), err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFCHR || unix.Major(st.Rdev) != i2cMajor {
+		return 0, fmt.Errorf("ssif: %s is not an i2c-dev device (%d:%d)", f.Name(), unix.Major(st.Rdev), unix.Minor(st.Rdev))
+	}
+	return int(unix.Minor(st.Rdev)), nil
+}

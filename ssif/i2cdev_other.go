@@ -2,7 +2,10 @@
 
 package ssif
 
-import "errors"
+import (
+	"errors"
+	"os"
+)
 
 // DevBus is not available on this platform.
 type DevBus struct{}
@@ -11,3 +14,11 @@ type DevBus struct{}
 func OpenDevBus(bus int, addr uint8) (*DevBus, error) {
 	return nil, errors.New("ssif: i2c-dev is Linux only")
 }
+
+// NewDevBus is not available on this platform.
+func NewDevBus(f *os.File, addr uint8) (*DevBus, error) {
+	return nil, errors.New("ssif: i2c-dev is Linux only")
+}
+
+// BusOf is not available on this platform.
+func BusOf(f *os.File) (int, error) { return 0, errors.New("ssif: i2c-dev is Linux only") }

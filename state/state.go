@@ -73,6 +73,34 @@ type State struct {
 	// Hardware names the hardware descriptors handed over after the
 	// channels, in order (for example "kcs-devport").
 	Hardware []string `json:"hardware,omitempty"`
+	// More are the further interfaces (a daemon serving several BMCs,
+	// /dev/ipmi1...), each with its own device. IPMI and Handler above
+	// belong to the one KindIPMI device that has no entry here. A binary
+	// that predates this field refuses a state that has it (an unknown
+	// field), so the format version stays 1: every state it could read
+	// reads the same.
+	More []Interface `json:"more,omitempty"`
+}
+
+// Interface is the state of one further interface: its KindIPMI device's
+// interface-wide state and its message handler's.
+type Interface struct {
+	// Device is the name of its KindIPMI device in Devices.
+	Device string `json:"device"`
+	// IPMI is the device's interface-wide state.
+	IPMI ioctl.DeviceState `json:"ipmi"`
+	// Handler is its message handler's state (nil: start it afresh).
+	Handler *msghandler.State `json:"handler,omitempty"`
+}
+
+// Interface returns the further interface whose device is name, or nil.
+func (s *State) Interface(name string) *Interface {
+	for i := range s.More {
+		if s.More[i].Device == name {
+			return &s.More[i]
+		}
+	}
+	return nil
 }
 
 // Device is one CUSE device and its open files.
@@ -159,6 +187,16 @@ func Decode(b []byte) (*State, error) {
 func (s *State) Validate() error {
 	names := make(map[string]bool)
 	watchdogFiles := 0
+	// The further interfaces' devices, and how many IPMI devices use the
+	// top-level interface state (at most one).
+	more := make(map[string]bool, len(s.More))
+	for i, m := range s.More {
+		if m.Device == "" || more[m.Device] {
+			return fmt.Errorf("%w: further interface %d: empty or duplicate device %q", ErrCorrupt, i, m.Device)
+		}
+		more[m.Device] = true
+	}
+	firstIPMI := 0
 	for i, d := range s.Devices {
 		if d.Name == "" || names[d.Name] {
 			return fmt.Errorf("%w: device %d: empty or duplicate name %q", ErrCorrupt, i, d.Name)
@@ -180,10 +218,17 @@ func (s *State) Validate() error {
 		}
 		switch d.Kind {
 		case KindIPMI:
-			if s.IPMI == nil {
-				return fmt.Errorf("%w: device %s without the interface's state", ErrCorrupt, d.Name)
+			if more[d.Name] {
+				delete(more, d.Name)
+				break
+			}
+			if firstIPMI++; s.IPMI == nil || firstIPMI > 1 {
+				return fmt.Errorf("%w: device %s without its interface's state", ErrCorrupt, d.Name)
 			}
 		case KindWatchdog:
+			if more[d.Name] {
+				return fmt.Errorf("%w: watchdog device %s has an interface's state", ErrCorrupt, d.Name)
+			}
 			if s.Watchdog == nil {
 				return fmt.Errorf("%w: device %s without the watchdog's state", ErrCorrupt, d.Name)
 			}
@@ -191,6 +236,9 @@ func (s *State) Validate() error {
 		default:
 			return fmt.Errorf("%w: device %s: unknown kind %q", ErrCorrupt, d.Name, d.Kind)
 		}
+	}
+	for name := range more {
+		return fmt.Errorf("%w: further interface of device %s, which is not in the state", ErrCorrupt, name)
 	}
 	if s.Watchdog != nil && (watchdogFiles > 1 || (watchdogFiles == 1) != s.Watchdog.FileOpen) {
 		return fmt.Errorf("%w: %d open watchdog files, watchdog state says open=%v", ErrCorrupt, watchdogFiles, s.Watchdog.FileOpen)

@@ -44,12 +44,29 @@ func sample() *State {
 	}
 }
 
+// sampleTwo is sample with a second interface (/dev/ipmi1) and its file.
+func sampleTwo() *State {
+	s := sample()
+	var addr [ioctl.MaxChannels]uint8
+	addr[0] = 0x20
+	s.Devices = append(s.Devices, Device{Name: "ipmi1", Kind: KindIPMI, LastFh: 40, Files: []File{
+		{Fh: 40, Flags: 2, IPMI: &ioctl.FileState{Owner: uint64(ioctl.OwnerBase) + 1, Retries: -1, GetsEvents: true,
+			Queue: []ioctl.Message{{RecvType: 1, MsgID: 3, NetFn: 7, Cmd: 1, Data: []byte{0}}}}},
+	}})
+	s.More = []Interface{{Device: "ipmi1", IPMI: ioctl.DeviceState{LastOwner: 1, MyAddr: addr},
+		Handler: &msghandler.State{IPMIVersion: 0x02, ChannelsReady: true, CurSeq: 9}}}
+	s.Hardware = append(s.Hardware, "ipmi1.i2c-0")
+	return s
+}
+
 func TestRoundTrip(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		s    *State
 	}{
 		{"full", sample()},
+		{"two interfaces", sampleTwo()},
+		{"further interface without handler", func() *State { s := sampleTwo(); s.More[0].Handler = nil; return s }()},
 		{"empty", &State{}},
 		{"watchdog only", &State{Watchdog: &watchdog.State{Timeout: 10 * time.Second}}},
 	} {
@@ -100,7 +117,7 @@ func TestCorruptRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	body := func(f func(s *State)) []byte {
-		s := sample()
+		s := sampleTwo()
 		f(s)
 		// Encode would refuse it: build the bytes by hand.
 		b, err := Encode(&State{})
@@ -133,6 +150,11 @@ func TestCorruptRefused(t *testing.T) {
 		{"ipmi device without interface", body(func(s *State) { s.IPMI = nil })},
 		{"watchdog device without watchdog", body(func(s *State) { s.Watchdog = nil })},
 		{"watchdog open mismatch", body(func(s *State) { s.Watchdog.FileOpen = false })},
+		{"further interface without device", body(func(s *State) { s.More[0].Device = "ipmi7" })},
+		{"further interface unnamed", body(func(s *State) { s.More[0].Device = "" })},
+		{"further interface twice", body(func(s *State) { s.More = append(s.More, s.More[0]) })},
+		{"further interface on the watchdog", body(func(s *State) { s.More[0].Device = "watchdog" })},
+		{"two ipmi devices, one interface state", body(func(s *State) { s.More = nil })},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

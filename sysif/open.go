@@ -24,6 +24,10 @@ type Options struct {
 	// of opening it (a process that took over from another inherits it,
 	// and may lack the capability to open it).
 	DevPort *os.File
+	// I2C, for an SSIF interface, is an open /dev/i2c-N to use instead of
+	// opening one (inherited by a process that took over from another,
+	// which may lack the privilege to open it); its bus is the interface's.
+	I2C *os.File
 	// KCS and BT configure the host state machines.
 	KCS  kcs.Config
 	BT   bt.Config

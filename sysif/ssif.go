@@ -47,6 +47,17 @@ func openSSIF(i Interface, o Options) (*Opened, error) {
 	if i.Addr == 0 || i.Addr > 0x7F {
 		return nil, fmt.Errorf("%s: not a 7-bit SMBus address", i)
 	}
+	if o.I2C != nil {
+		// Inherited: its bus is the one the previous process found.
+		bus, err := ssif.BusOf(o.I2C)
+		if err != nil {
+			return nil, fmt.Errorf("%s: the inherited descriptor: %w", i, err)
+		}
+		if i.Bus >= 0 && i.Bus != bus {
+			return nil, fmt.Errorf("%s: the inherited descriptor is i2c-%d, not the interface's bus", i, bus)
+		}
+		return openSSIFOn(i, bus, o)
+	}
 	buses := []int{i.Bus}
 	if i.Bus < 0 {
 		// SMBIOS does not say which bus: try every adapter, as ipmi_ssif
@@ -67,9 +78,15 @@ func openSSIF(i Interface, o Options) (*Opened, error) {
 	return nil, fmt.Errorf("no SSIF BMC answers at address %#x (from %s): %s", i.Addr, i.Source, strings.Join(tried, "; "))
 }
 
-// openSSIFOn opens /dev/i2c-bus and checks that a BMC answers there.
+// openSSIFOn opens /dev/i2c-bus (or uses o.I2C) and checks that a BMC answers there.
 func openSSIFOn(i Interface, bus int, o Options) (*Opened, error) {
-	b, err := ssif.OpenDevBus(bus, i.Addr)
+	var b *ssif.DevBus
+	var err error
+	if o.I2C != nil {
+		b, err = ssif.NewDevBus(o.I2C, i.Addr)
+	} else {
+		b, err = ssif.OpenDevBus(bus, i.Addr)
+	}
 	if err != nil {
 		return nil, err
 	}

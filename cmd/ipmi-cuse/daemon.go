@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/ipmi-cuse/ipmi-cuse/cuse"
@@ -113,7 +111,11 @@ func run(ctx context.Context, o options, log *slog.Logger) (err error) {
 		if o.bmc == "sim" {
 			return openSim(o, log), nil
 		}
-		return sysif.Open(i, sysifOptions(o, log, devPort))
+		so := sysifOptions(o, log, devPort)
+		if i.Kind == sysif.SSIF {
+			so.I2C = inheritedI2C(tk, sd, "", i.Addr)
+		}
+		return sysif.Open(i, so)
 	}
 	// The first interface whose BMC answers is /dev/ipmi0 (or --device);
 	// with several, the ones after it are served too (startMoreStacks).
@@ -232,28 +234,31 @@ func run(ctx context.Context, o options, log *slog.Logger) (err error) {
 		devices = append(devices, handover.Device{Name: o.watchdogDevice, Kind: state.KindWatchdog,
 			Server: cuse.New(cuse.Config{DevName: o.watchdogDevice, UID: -1, GID: -1, Logger: log}, wd)})
 	}
-	if err := tk.check(devices); err != nil {
-		return err
-	}
 	servers := make([]*cuse.Server, len(devices))
 	for i, d := range devices {
 		servers[i] = d.Server
 	}
-	// Further interfaces, each with its own stack, as /dev/ipmi1... Not
-	// after an upgrade: the hand-over carries one engine, so with several
-	// interfaces SIGHUP does not upgrade (see below).
-	var more []*bmcStack
-	if tk == nil && len(rest) > 0 {
-		more = startMoreStacks(ctx, o, log, rest, gid)
-	}
+	// Further interfaces, each with its own stack, as /dev/ipmi1...; an
+	// upgrade and systemd's store carry them like the first.
+	more, err := startMoreStacks(ctx, o, log, rest, gid, tk, sd)
 	defer func() {
 		for i := len(more) - 1; i >= 0; i-- {
 			more[i].stop(o, log)
 		}
 	}()
+	if err != nil {
+		return err
+	}
 	allServers := append([]*cuse.Server(nil), servers...)
 	for _, m := range more {
 		allServers = append(allServers, m.srv)
+		devices = append(devices, handover.Device{Name: m.name, Kind: state.KindIPMI, Server: m.srv})
+		if m.taken {
+			resumes[m.name] = m.resume
+		}
+	}
+	if err := tk.check(devices); err != nil {
+		return err
 	}
 
 	// The built-in patter runs on its own: it must stop the BMC timer
@@ -287,16 +292,6 @@ func run(ctx context.Context, o options, log *slog.Logger) (err error) {
 	defer waitMetrics()
 	errs := make(chan error, len(allServers))
 	var wg sync.WaitGroup
-	for _, m := range more {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := m.srv.Serve(serveCtx); err != nil {
-				errs <- fmt.Errorf("serving %s: %w", m.srv.DevPath(), err)
-				stopServing()
-			}
-		}()
-	}
 	for _, d := range devices {
 		wg.Add(1)
 		go func() {
@@ -323,6 +318,12 @@ func run(ctx context.Context, o options, log *slog.Logger) (err error) {
 		}()
 	}
 	hw := hardwareOf(bmc, devPort)
+	var moreIfaces []handover.Interface
+	for _, m := range more {
+		hw = append(hw, m.hardware()...)
+		moreIfaces = append(moreIfaces, m.handover())
+	}
+	sd.dropUnused(devices, hw)
 	if metricsFile != nil {
 		// The next process serves metrics on the same socket.
 		hw = append(hw, handover.Hardware{Name: hwMetrics, File: metricsFile})
@@ -335,13 +336,8 @@ func run(ctx context.Context, o options, log *slog.Logger) (err error) {
 	})
 	defer stopStore()
 	up = &upgrader{o: o, log: log, d: &handover.Daemon{Devices: devices, Engine: engine, IPMI: dev, Handler: handler,
-		Watchdog: wd, Patter: patter, Hardware: hw, Logger: log}}
-	if len(more) == 0 {
-		defer up.listen(serveCtx)()
-	} else {
-		signal.Ignore(syscall.SIGHUP)
-		log.Warn("serving several interfaces: SIGHUP does not upgrade (the hand-over carries one interface); restart to upgrade")
-	}
+		More: moreIfaces, Watchdog: wd, Patter: patter, Hardware: hw, Logger: log}}
+	defer up.listen(serveCtx)()
 	ready := waitReady(serveCtx, allServers)
 	if ready {
 		// Set-up is over: CUSE_INIT, the nodes' mode and owner, port

@@ -66,11 +66,11 @@ func TestStacksPerInterface(t *testing.T) {
 	o.iface = "bt"
 	btSim := openSim(o, quiet)
 	ctx := context.Background()
-	a, err := startStack(ctx, o, quiet, kcsSim)
+	a, err := startStack(ctx, o, quiet, kcsSim, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := startStack(ctx, o, quiet, btSim)
+	b, err := startStack(ctx, o, quiet, btSim, true)
 	if err != nil {
 		t.Fatal(err)
 	}

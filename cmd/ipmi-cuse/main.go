@@ -72,7 +72,7 @@ requests, and every wait on the BMC has a deadline.
 With no flags it finds the interfaces in the firmware's SMBIOS tables
 (type 38) and serves each, numbered as the kernel numbers them (/dev/ipmi0,
 /dev/ipmi1...: KCS and BT before SSIF); the watchdog and the metrics follow
-the first, and with several interfaces SIGHUP does not upgrade.
+the first; an upgrade (SIGHUP) and a restart carry every interface.
 --interface picks one type, --device one interface, and --kcs-port,
 --bt-port or --ssif-address (with --ssif-bus) give the address instead. It
 needs root (I/O ports, /dev/i2c-N and /dev/cuse), the cuse module (modprobe

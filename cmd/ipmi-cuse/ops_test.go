@@ -99,12 +99,12 @@ func TestMetricsOfEveryStack(t *testing.T) {
 	kcsSim := openSim(o, quiet)
 	o.iface = "bt"
 	btSim := openSim(o, quiet)
-	a, err := startStack(context.Background(), o, quiet, kcsSim)
+	a, err := startStack(context.Background(), o, quiet, kcsSim, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.stop(o, quiet)
-	b, err := startStack(context.Background(), o, quiet, btSim)
+	b, err := startStack(context.Background(), o, quiet, btSim, true)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ipmi-cuse/ipmi-cuse/cuse"
+	"github.com/ipmi-cuse/ipmi-cuse/handover"
 	"github.com/ipmi-cuse/ipmi-cuse/ioctl"
 	"github.com/ipmi-cuse/ipmi-cuse/msghandler"
 	"github.com/ipmi-cuse/ipmi-cuse/sched"
@@ -19,11 +20,18 @@ import (
 
 // bmcStack serves one more BMC interface beside the first: its own
 // engine (queues, priority lane, health), message handler and /dev/ipmiN.
-// The first interface is served by run itself, with the watchdog, the
-// metrics and the upgrade hand-over, which know one engine.
+// The first interface is served by run itself, with the watchdog and the
+// metrics; an upgrade and systemd's store carry every interface.
 type bmcStack struct {
-	bmc     *sysif.Opened
-	name    string // device name, ipmiN
+	bmc  *sysif.Opened
+	name string // device name, ipmiN
+	// devPort is the /dev/port it was given (upgrade or store), or nil.
+	devPort *os.File
+	// resume is how its device resumes after an upgrade (taken is true).
+	resume cuse.Resume
+	taken  bool
+	// unkeep closes what keepDevPort opened.
+	unkeep  func()
 	engine  *sched.Engine
 	handler *msghandler.Handler
 	dev     *ioctl.Device
@@ -37,38 +45,85 @@ type bmcStack struct {
 // a stack for each that answers Get Device ID, named ipmi1, ipmi2... in
 // the kernel's order over those that answer. One that fails is left out
 // with an error in the log, as the kernel registers only the interfaces
-// that answer.
-func startMoreStacks(ctx context.Context, o options, log *slog.Logger, rest []sysif.Interface, gid int) []*bmcStack {
+// that answer. After an upgrade (tk) each stack takes over its device's
+// state and hardware; after a crash (sd) its hardware and channel come
+// from systemd's store. The error is a state that cannot be restored.
+func startMoreStacks(ctx context.Context, o options, log *slog.Logger, rest []sysif.Interface, gid int,
+	tk *takeover, sd *stored) ([]*bmcStack, error) {
 	var stacks []*bmcStack
 	for _, i := range rest {
-		b, err := sysif.Open(i, sysifOptions(o, log, nil))
+		// The name it gets if it answers.
+		name := "ipmi" + strconv.Itoa(len(stacks)+1)
+		devPort := tk.hardware(stackHardware(name, hwDevPort))
+		if devPort == nil {
+			devPort = sd.hardware(stackHardware(name, hwDevPort))
+		}
+		so := o
+		if devPort != nil {
+			// As for the first interface: a successor without
+			// capabilities reaches the ports through this /dev/port.
+			so.portIO = "devport"
+		}
+		sop := sysifOptions(so, log, devPort)
+		if i.Kind == sysif.SSIF {
+			sop.I2C = inheritedI2C(tk, sd, stackHardware(name, ""), i.Addr)
+		}
+		b, err := sysif.Open(i, sop)
 		if err != nil {
 			log.Error("not serving an interface", "interface", i.String(), "err", err)
 			continue
 		}
-		s, err := startStack(ctx, o, log, b)
+		s, err := startStack(ctx, o, log, b, !tk.hasInterface(name))
 		if err != nil {
 			b.Close()
 			log.Error("not serving an interface", "interface", i.String(), "err", err)
 			continue
 		}
-		name := "ipmi" + strconv.Itoa(len(stacks)+1)
-		if err := checkNoKernelDriver(name); err != nil {
-			s.stop(o, log)
-			log.Error("not serving an interface", "interface", i.String(), "err", err)
-			continue
+		s.devPort = devPort
+		s.unkeep = keepDevPort(b, so.portIO, log)
+		if _, _, held := tk.channel(name, nil); !held && sd.channel(name) == nil {
+			if err := checkNoKernelDriver(name); err != nil {
+				s.stop(o, log)
+				log.Error("not serving an interface", "interface", i.String(), "err", err)
+				continue
+			}
 		}
 		s.serve(o, log, name, gid)
 		stacks = append(stacks, s)
+		if err := tk.restoreStack(s); err != nil {
+			return stacks, err
+		}
 	}
-	return stacks
+	return stacks, nil
+}
+
+// stackHardware names a further interface's hardware descriptor in a
+// hand-over and in systemd's store ("ipmi1.devport"; no ':', which FDNAME=
+// does not allow).
+func stackHardware(device, name string) string { return device + "." + name }
+
+// hardware is the stack's hardware descriptors for a hand-over, named
+// after its device. keepDevPort must have run (with --port-io ioport it
+// adds the /dev/port a successor without capabilities needs).
+func (s *bmcStack) hardware() []handover.Hardware {
+	hw := hardwareOf(s.bmc, s.devPort)
+	for i := range hw {
+		hw[i].Name = stackHardware(s.name, hw[i].Name)
+	}
+	return hw
+}
+
+// handover is the stack as an upgrade carries it.
+func (s *bmcStack) handover() handover.Interface {
+	return handover.Interface{Device: s.name, Engine: s.engine, IPMI: s.dev, Handler: s.handler}
 }
 
 // startStack builds the engine and the message handler of one opened
 // interface and asks the BMC for its device ID, as ipmi_si does before it
-// registers an interface. On error it releases what it built but the
-// interface.
-func startStack(ctx context.Context, o options, log *slog.Logger, bmc *sysif.Opened) (*bmcStack, error) {
+// registers an interface. It starts the handler unless startHandler is
+// false (an upgrade resumes it from the state). On error it releases what
+// it built but the interface.
+func startStack(ctx context.Context, o options, log *slog.Logger, bmc *sysif.Opened, startHandler bool) (*bmcStack, error) {
 	s := &bmcStack{bmc: bmc}
 	log = log.With("bmc", bmc.Interface.String())
 	s.handler = msghandler.New(msghandler.Config{
@@ -104,6 +159,9 @@ func startStack(ctx context.Context, o options, log *slog.Logger, bmc *sysif.Ope
 		Bridge:                   s.handler,
 	})
 	s.devA.Store(s.dev)
+	if !startHandler {
+		return s, nil
+	}
 	if err := s.handler.Start(ctx, s.engine.Submit, s.dev); err != nil {
 		log.Warn("message handler start-up incomplete: IPMB/LAN bridging or events may be unavailable", "err", err)
 	}
@@ -135,6 +193,9 @@ func (s *bmcStack) stop(o options, log *slog.Logger) {
 	}
 	if err := s.bmc.Close(); err != nil {
 		log.Warn("closing the interface", "device", s.name, "err", err)
+	}
+	if s.unkeep != nil {
+		s.unkeep()
 	}
 }
 

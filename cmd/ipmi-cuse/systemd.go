@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -62,6 +63,20 @@ func (s *stored) channel(name string) *os.File { return s.get(storeChannel + nam
 // hardware returns the stored hardware descriptor, or nil.
 func (s *stored) hardware(name string) *os.File { return s.get(storeHardware + name) }
 
+// hardwareNamed returns the first stored hardware descriptor whose name
+// starts with prefix and ends with suffix, or nil.
+func (s *stored) hardwareNamed(prefix, suffix string) *os.File {
+	if s == nil {
+		return nil
+	}
+	for n := range s.files {
+		if name, ok := strings.CutPrefix(n, storeHardware); ok && strings.HasPrefix(name, prefix) && strings.HasSuffix(name, suffix) {
+			return s.get(n)
+		}
+	}
+	return nil
+}
+
 // storeDescriptors gives systemd every channel and hardware descriptor
 // this process created (those it got from the store are in it already).
 func storeDescriptors(log *slog.Logger, devices []handover.Device, hw []handover.Hardware, sd *stored) {
@@ -84,6 +99,36 @@ func storeDescriptors(log *slog.Logger, devices []handover.Device, hw []handover
 		if _, err := fdstore.Store(storeHardware+h.Name, h.File); err != nil {
 			log.Warn("could not give a hardware descriptor to the service manager", "name", h.Name, "err", err)
 		}
+	}
+}
+
+// dropUnused takes out of the store, and closes, the descriptors systemd
+// gave back that this run does not serve (an interface that no longer
+// answers): kept, they would hold a device nobody serves.
+func (s *stored) dropUnused(devices []handover.Device, hw []handover.Hardware) {
+	if s == nil {
+		return
+	}
+	used := make(map[string]bool)
+	for _, d := range devices {
+		used[storeChannel+d.Name] = true
+	}
+	for _, h := range hw {
+		used[storeHardware+h.Name] = true
+	}
+	used[storeHardware+hwMetrics] = true // the metrics listener is taken in startMetrics
+	for name, files := range s.files {
+		if used[name] {
+			continue
+		}
+		s.log.Warn("the service manager's store holds a descriptor this run does not serve; removing it", "name", name)
+		if _, err := fdstore.Remove(name); err != nil {
+			s.log.Warn("FDSTOREREMOVE", "name", name, "err", err)
+		}
+		for _, f := range files {
+			f.Close()
+		}
+		delete(s.files, name)
 	}
 }
 

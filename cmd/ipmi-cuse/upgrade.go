@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -33,11 +35,14 @@ import (
 const (
 	hwDevPort = "devport"
 	hwMetrics = "metrics"
+	// hwI2C starts the name of an SSIF interface's /dev/i2c-N.
+	hwI2C = "i2c-"
 )
 
 // hardwareOf lists the interface's descriptors the next process needs,
 // named so it finds them: what the interface says it holds (/dev/port for
-// KCS or BT through /dev/port; with in/out instructions, the /dev/port
+// KCS or BT through /dev/port, /dev/i2c-N for SSIF as "i2c-N"; with in/out
+// instructions, the /dev/port
 // keepDevPort opened before the privilege drop, which the next process
 // uses instead of iopl).
 // inherited is the /dev/port this process was given (its name is not the
@@ -46,8 +51,13 @@ func hardwareOf(bmc *sysif.Opened, inherited *os.File) []handover.Hardware {
 	var hw []handover.Hardware
 	for _, f := range bmc.Files {
 		name := filepath.Base(f.Name())
-		if f.Name() == kcs.DevPortPath || f == inherited {
+		switch {
+		case f.Name() == kcs.DevPortPath || f == inherited:
 			name = hwDevPort
+		case bmc.SSIF != nil:
+			// Named by its bus, not its path: an inherited descriptor's
+			// name is not the path.
+			name = i2cName(bmc.Interface.Bus, bmc.Interface.Addr)
 		}
 		hw = append(hw, handover.Hardware{Name: name, File: f})
 	}
@@ -107,6 +117,41 @@ func (t *takeover) hardware(name string) *os.File {
 	return nil
 }
 
+// hardwareNamed returns the first handed-over descriptor whose name starts
+// with prefix and ends with suffix, or nil.
+func (t *takeover) hardwareNamed(prefix, suffix string) *os.File {
+	if t == nil {
+		return nil
+	}
+	for _, n := range t.st.Hardware {
+		if strings.HasPrefix(n, prefix) && strings.HasSuffix(n, suffix) {
+			return t.hardware(n)
+		}
+	}
+	return nil
+}
+
+// i2cName names an SSIF interface's /dev/i2c-N in a hand-over and in the
+// store: by bus and the BMC's address ("i2c-0@0x10"), so it goes only to
+// the interface that used it (setting another address on it would move
+// the first interface's BMC).
+func i2cName(bus int, addr uint8) string {
+	return hwI2C + strconv.Itoa(bus) + "@" + fmt.Sprintf("%#02x", addr)
+}
+
+// inheritedI2C is the /dev/i2c-N of the SSIF interface at addr whose
+// hardware names start with prefix ("" for the first interface, "ipmiN."
+// for another) that the previous process handed over or systemd's store
+// kept, or nil. The interface uses it instead of opening the bus: the
+// process may hold no privilege.
+func inheritedI2C(tk *takeover, sd *stored, prefix string, addr uint8) *os.File {
+	suffix := "@" + fmt.Sprintf("%#02x", addr)
+	if f := tk.hardwareNamed(prefix+hwI2C, suffix); f != nil {
+		return f
+	}
+	return sd.hardwareNamed(prefix+hwI2C, suffix)
+}
+
 // restore imports the state into the new parts.
 func (t *takeover) restore(p handover.Parts) (map[string]cuse.Resume, error) {
 	if t == nil {
@@ -117,6 +162,26 @@ func (t *takeover) restore(p handover.Parts) (map[string]cuse.Resume, error) {
 		return nil, fmt.Errorf("taking over from the previous process: %w", err)
 	}
 	return r, nil
+}
+
+// hasInterface reports whether the state carries the further interface of
+// device name (its message handler is resumed, not started).
+func (t *takeover) hasInterface(name string) bool {
+	return t != nil && t.st.Interface(name) != nil && t.st.Interface(name).Handler != nil
+}
+
+// restoreStack imports a further interface's state into its stack, which
+// then resumes its device; a stack the state does not carry serves anew.
+func (t *takeover) restoreStack(s *bmcStack) error {
+	if t == nil {
+		return nil
+	}
+	r, ok, _, err := handover.RestoreInterface(t.st, s.name, handover.Parts{IPMI: s.dev, Handler: s.handler, Submit: s.engine.Submit})
+	if err != nil {
+		return fmt.Errorf("taking over from the previous process: %w", err)
+	}
+	s.resume, s.taken = r, ok
+	return nil
 }
 
 // handlerResumed reports whether restore started the message handler.

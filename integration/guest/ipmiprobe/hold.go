@@ -12,7 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// runHold keeps one /dev/ipmi0 file open across daemon restarts and
+// runHold keeps one /dev/ipmi0 (-dev) file open across daemon restarts and
 // upgrades: it sends Get Device ID every interval on that same file and
 // waits for each reply, until the duration ends or SIGTERM. It prints
 // "hold n= ok= lost= errors= max_gap_ms=" (lost: no reply within the
@@ -23,6 +23,7 @@ func runHold(args []string) error {
 	interval := fs.Duration("interval", 100*time.Millisecond, "pause between a reply and the next request")
 	duration := fs.Duration("for", time.Minute, "how long to keep going")
 	wait := fs.Duration("wait", 3*time.Second, "longest wait for one reply")
+	fs.StringVar(&devPath, "dev", devPath, "device to hold")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
