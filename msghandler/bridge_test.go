@@ -356,3 +356,61 @@ func TestMaintenanceRetryTime(t *testing.T) {
 		t.Fatalf("retry time %d ms after maintenance ended, want 2000", got)
 	}
 }
+
+// TestSendMessageReplyCC: the BMC's immediate reply to a bridged Send
+// Message is judged as ipmi_msghandler judges it (ipmi_smi_msg_received):
+// by its completion code byte alone, whatever netfn and command the reply
+// carries, and a reply shorter than 3 bytes counts as sent. A code that
+// means "try again" (or success) starts the retry timer and the request
+// ends 0xC3 with no answer; any other code ends it at once with that code.
+// A reply for another command is what an SSIF BMC like QEMU's smbus-ipmi
+// hands out after an earlier request timed out (its responses then pair
+// with the next request): it must not turn into 0xFF.
+func TestSendMessageReplyCC(t *testing.T) {
+	tests := []struct {
+		name   string
+		reply  []byte // the BMC's reply to Send Message; nil: the simulated BMC's own
+		wantCC byte
+		timer  bool // the retry timer ran (the request ended by timeout)
+	}{
+		{"absent address, NAK on write", nil, ioctl.CCTimeout, true},
+		{"another command's reply, cc 0", []byte{0x07 << 2, 0x31, 0x00, 0x00}, ioctl.CCTimeout, true},
+		{"another command's reply, cc 0xc1", []byte{0x07 << 2, 0x31, 0xC1}, 0xC1, false},
+		{"short reply", []byte{0x07 << 2, cmdSendMsg}, ioctl.CCTimeout, true},
+		{"node busy", []byte{0x07 << 2, cmdSendMsg, 0xC0}, ioctl.CCTimeout, true},
+		{"invalid field", []byte{0x07 << 2, cmdSendMsg, 0xCC}, 0xCC, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var override func(msg, resp []byte) ([]byte, bool)
+			if tt.reply != nil {
+				override = func(msg, resp []byte) ([]byte, bool) {
+					if msg[0]>>2 == netFnApp && msg[1] == cmdSendMsg {
+						return append(resp[:0], tt.reply...), true
+					}
+					return nil, false
+				}
+			}
+			s := newStack(t, stackOpts{override: override})
+			c := s.open()
+			// 0x74: no satellite there; the simulated BMC NAKs the write.
+			if errno := c.SendSettime(ipmbAddr(0, 0x74, 0), 7, 0x06, 0x01, nil, 0, 1000); errno != 0 {
+				t.Fatal(errno)
+			}
+			if tt.timer {
+				s.waitArmed(owner(c))
+				if _, errno := c.Receive(); errno != syscall.EAGAIN {
+					t.Fatalf("a message before the retry interval ran out: %v", errno)
+				}
+				s.h.tick()
+			}
+			got := receive(t, c)
+			if got.RecvType != 1 || got.MsgID != 7 || !bytes.Equal(got.Data, []byte{tt.wantCC}) {
+				t.Fatalf("got %+v, want completion code %#x", got, tt.wantCC)
+			}
+			if s.h.Outstanding() != 0 {
+				t.Fatal("slot not freed")
+			}
+		})
+	}
+}

@@ -12,7 +12,8 @@
 //     within 30 s of an IPMB maintenance command) up to the retry count
 //     (default 4; broadcasts 0), failed with 0xC3 when no reply came, or at
 //     once with the Send Message completion code if it is not retryable
-//     (0x00, 0xC0, 0x81, 0x82, 0x83 are). A response (odd netfn) to an
+//     (0x00, 0xC0, 0x81, 0x82, 0x83 are); as in the kernel, only that
+//     byte of the reply counts, not its netfn and command. A response (odd netfn) to an
 //     incoming command goes out without a slot and produces recv_type 4.
 //     EAGAIN when all 64 slots are in use; close() frees a file's slots
 //     silently.

@@ -523,8 +523,11 @@ func (h *Handler) newRequest(msg []byte, done func(*sched.Request)) *sched.Reque
 		Resp: make([]byte, 0, 64), Done: done}
 }
 
-// sendCC is the completion code of a Send Message reply: the BMC's, or
-// what the engine error maps to, or 0xFF for a reply that does not match.
+// sendCC is the completion code of the Send Message carrying a response
+// to an incoming command (recv_type 4): the BMC's, or what the engine
+// error maps to, or 0xFF for a reply that does not match, as the kernel
+// checks such a reply like any other (handle_one_recv_msg: "BMC returned
+// incorrect response").
 func sendCC(r *sched.Request) uint8 {
 	switch {
 	case r.Err != nil:
@@ -535,12 +538,34 @@ func sendCC(r *sched.Request) uint8 {
 	return r.Resp[2]
 }
 
+// seqSendCC is the completion code of the BMC's immediate reply to a
+// bridged request's Send Message, as ipmi_msghandler reads it
+// (ipmi_smi_msg_received): the third byte alone, whatever netfn and
+// command the reply carries, and success when the reply is shorter than
+// 3 bytes; or what the engine error maps to (an interface's "hosed"
+// reply, 0xFF, or 0xC3 for a timeout).
+//
+// Unlike sendCC it does not fail a reply for another command: an SSIF
+// BMC such as QEMU's smbus-ipmi pairs each response with the next request
+// after one timed out, so the Send Message can get a stale reply; the
+// kernel then starts the retry timer (the request ends 0xC3 if nothing
+// answers), and so must ipmi-cuse.
+func seqSendCC(r *sched.Request) uint8 {
+	switch {
+	case r.Err != nil:
+		return ioctl.DefaultCompletionCode(r.Err)
+	case len(r.Resp) < 3:
+		return ccOK
+	}
+	return r.Resp[2]
+}
+
 // seqRequest is the engine request carrying one transmission of slot.
 // Its completion is the BMC's immediate Send Message reply: a retryable
 // code starts the retry timer, anything else fails the request with it.
 func (h *Handler) seqRequest(slot int, seqid uint32, msg []byte) *sched.Request {
 	return h.newRequest(msg, func(r *sched.Request) {
-		cc := sendCC(r)
+		cc := seqSendCC(r)
 		h.mu.Lock()
 		e := &h.seq[slot]
 		if !e.inUse || e.seqid != seqid {
