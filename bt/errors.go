@@ -2,20 +2,10 @@ package bt
 
 import (
 	"errors"
-	"os"
 	"strconv"
+
+	"github.com/ipmi-cuse/ipmi-cuse/internal/timeout"
 )
-
-// timeoutError is the type of ErrTimeout. Its Is method also matches
-// os.ErrDeadlineExceeded, so the engine classifies a BT timeout without
-// importing this package.
-type timeoutError struct{}
-
-func (timeoutError) Error() string { return "bt: timeout" }
-func (timeoutError) Timeout() bool { return true }
-func (timeoutError) Is(target error) bool {
-	return target == os.ErrDeadlineExceeded
-}
 
 // ccError is an error that carries the completion code the kernel's BT
 // driver answers with for it; the ioctl layer uses CompletionCode.
@@ -35,7 +25,7 @@ var (
 	// ErrTimeout: the BMC did not take the request or answer within the
 	// response time, or the transaction deadline passed.
 	// errors.Is(err, os.ErrDeadlineExceeded) is true as well.
-	ErrTimeout error = timeoutError{}
+	ErrTimeout error = timeout.Error("bt: timeout")
 	// ErrBusy: the BMC kept B_BUSY set past the response time. As the
 	// kernel does, the interface then refuses requests at once (without
 	// touching the BMC) until B_BUSY clears. Clients see completion code

@@ -3,22 +3,10 @@ package kcs
 import (
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
+
+	"github.com/ipmi-cuse/ipmi-cuse/internal/timeout"
 )
-
-// timeoutError is the type of ErrTimeout. Its Is method also matches
-// os.ErrDeadlineExceeded, so callers (the engine) can classify a KCS timeout
-// without importing this package, and its Timeout method satisfies the
-// net.Error-style interface{ Timeout() bool } check.
-type timeoutError struct{}
-
-func (timeoutError) Error() string   { return "kcs: timeout" }
-func (timeoutError) Timeout() bool   { return true }
-func (timeoutError) Temporary() bool { return true }
-func (timeoutError) Is(target error) bool {
-	return target == os.ErrDeadlineExceeded
-}
 
 // Sentinel errors callers branch on. Transact returns them wrapped in an
 // *OpError carrying the phase, byte index and status seen.
@@ -26,7 +14,7 @@ var (
 	// ErrTimeout: a wait for IBF/OBF did not finish in time, or the
 	// transaction deadline passed. errors.Is(err, os.ErrDeadlineExceeded)
 	// is true as well.
-	ErrTimeout error = timeoutError{}
+	ErrTimeout error = timeout.Error("kcs: timeout")
 	// ErrProtocol: the BMC was in an unexpected state or sent garbage.
 	ErrProtocol = errors.New("kcs: protocol error")
 	// ErrNoInterface: the status register reads 0xFF (nothing at the port).

@@ -4,16 +4,9 @@ import (
 	"errors"
 	"os"
 	"strconv"
+
+	"github.com/ipmi-cuse/ipmi-cuse/internal/timeout"
 )
-
-// timeoutError is the type of ErrTimeout; it matches os.ErrDeadlineExceeded.
-type timeoutError struct{}
-
-func (timeoutError) Error() string { return "ssif: timeout" }
-func (timeoutError) Timeout() bool { return true }
-func (timeoutError) Is(target error) bool {
-	return target == os.ErrDeadlineExceeded
-}
 
 // ccError carries the completion code the kernel's ipmi_ssif answers with
 // (0xFF: it returns a "hosed" message); timeout marks a BMC that did not
@@ -41,7 +34,7 @@ func (e *ccError) Is(target error) bool { return e.timeout && target == os.ErrDe
 // with the kernel's ipmi_ssif, which returns a "hosed" message.
 var (
 	// ErrTimeout: the transaction deadline passed.
-	ErrTimeout error = timeoutError{}
+	ErrTimeout error = timeout.Error("ssif: timeout")
 	// ErrWriteNAK: the BMC NAKed the request through every write retry.
 	// It is a timeout too (the BMC is not answering).
 	ErrWriteNAK error = &ccError{cc: 0xFF, timeout: true, msg: "ssif: the BMC NAKed the request through every retry"}
