@@ -292,6 +292,10 @@ func TestTwoInterfaces(t *testing.T) {
 	if log := string(shim.Files[testbed.GuestDaemonLog]); !strings.Contains(log, "upgrade: the new process serves") ||
 		!strings.Contains(log, "serving the devices taken over") {
 		t.Errorf("the daemon log shows no completed upgrade")
+	} else if !strings.Contains(log, "inherited descriptor") {
+		// The new process drove SSIF through the /dev/i2c-N it was given
+		// (a process without privilege could not open it).
+		t.Errorf("the new process did not use the /dev/i2c-N it inherited")
 	}
 	// compare walks the whole corpus: give it only these entries.
 	ok := true

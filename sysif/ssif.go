@@ -112,7 +112,11 @@ func openSSIFOn(i Interface, bus int, o Options) (*Opened, error) {
 		}
 	}
 	i.Bus = bus
+	via := adapterName(bus)
+	if o.I2C != nil {
+		via += ", inherited descriptor"
+	}
 	return &Opened{Interface: i, Transport: host, Attention: host.Attention, SSIF: host, Files: []*os.File{b.File()},
-		What:  fmt.Sprintf("%s (%s, %s; %d/%d bytes, multi-part %d)", i, i.Source, adapterName(bus), caps.MaxWrite, caps.MaxRead, caps.Multi),
+		What:  fmt.Sprintf("%s (%s, %s; %d/%d bytes, multi-part %d)", i, i.Source, via, caps.MaxWrite, caps.MaxRead, caps.Multi),
 		close: b.Close}, nil
 }
