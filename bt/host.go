@@ -574,8 +574,8 @@ func (h *Host) readBuf() (uint8, error) {
 // then sleeping (portwait). A register reading 0xFF ends the wait at once
 // with ErrNoInterface, so a missing interface does not cost the deadline.
 func (h *Host) wait(dl time.Time, done func(c uint8) (bool, error)) (uint8, error) {
-	w := portwait.Policy{Spin: h.cfg.SpinFor, MinSleep: h.cfg.MinSleep, MaxSleep: h.cfg.MaxSleep}.
-		Start(dl, 0, &h.c.wait)
+	p := portwait.Policy{Spin: h.cfg.SpinFor, MinSleep: h.cfg.MinSleep, MaxSleep: h.cfg.MaxSleep}
+	var w portwait.Wait
 	for {
 		c, err := h.ctrl()
 		if err != nil {
@@ -591,7 +591,7 @@ func (h *Host) wait(dl time.Time, done func(c uint8) (bool, error)) (uint8, erro
 		if ok {
 			return c, nil
 		}
-		if !w.Pause() {
+		if !w.Pause(p, dl, &h.c.wait) {
 			return c, ErrTimeout
 		}
 	}

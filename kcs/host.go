@@ -567,8 +567,8 @@ func (h *Host) waitOBF(dl time.Time, st State) (Status, error) {
 // condition holds, the per-wait timeout (WaitTimeout from the first miss)
 // passes, or dl passes, spinning first and then sleeping (portwait).
 func (h *Host) wait(dl time.Time, obf bool, st State) (Status, error) {
-	w := portwait.Policy{Spin: h.cfg.SpinFor, MinSleep: h.cfg.MinSleep, MaxSleep: h.cfg.MaxSleep}.
-		Start(dl, h.cfg.WaitTimeout, &h.c.wait)
+	p := portwait.Policy{Spin: h.cfg.SpinFor, MinSleep: h.cfg.MinSleep, MaxSleep: h.cfg.MaxSleep, Limit: h.cfg.WaitTimeout}
+	var w portwait.Wait
 	for {
 		s, err := h.status()
 		if err != nil {
@@ -584,7 +584,7 @@ func (h *Host) wait(dl time.Time, obf bool, st State) (Status, error) {
 		} else if s&IBF == 0 {
 			return s, nil
 		}
-		if !w.Pause() {
+		if !w.Pause(p, dl, &h.c.wait) {
 			h.c.timeouts.Add(1)
 			what := errWaitIBF
 			if obf {

@@ -21,6 +21,9 @@ type Policy struct {
 	// MinSleep is the first sleep after the spin; each further sleep in
 	// the same wait doubles, up to MaxSleep.
 	MinSleep, MaxSleep time.Duration
+	// Limit, when positive, ends a wait Limit after its first miss if the
+	// caller's deadline has not ended it first.
+	Limit time.Duration
 }
 
 // Counters count the sleeps of the waits that share them. They may be read
@@ -30,36 +33,31 @@ type Counters struct {
 	SleepNanos atomic.Uint64 // total time asked to sleep, in ns
 }
 
-// Wait is one wait in progress; Policy.Start makes one. It is not safe for
-// concurrent use (one goroutine polls).
+// Wait is the state of one wait; its zero value is a wait that has not
+// missed yet. It is not safe for concurrent use (one goroutine polls).
+//
+// A wait's policy, deadline and counters are Pause's arguments rather than
+// fields, so a wait whose condition holds at the first poll costs nothing:
+// no clock read and no set-up, as when each transport had its own loop.
 type Wait struct {
-	p       Policy
-	c       *Counters
-	dl      time.Time     // the caller's deadline
-	limit   time.Duration // bound from the first miss; 0: none
-	spinEnd time.Time     // zero until the first miss
+	spinEnd time.Time // zero until the first miss
+	dl      time.Time // the caller's deadline, or the Limit if earlier
 	backoff time.Duration
 }
 
-// Start begins a wait that ends at dl or, when limit is positive, limit
-// after its first miss, whichever comes first. Sleeps are counted in c. It
-// reads no clock, so a wait whose condition holds at the first poll costs
-// nothing but the poll.
-func (p Policy) Start(dl time.Time, limit time.Duration, c *Counters) Wait {
-	return Wait{p: p, c: c, dl: dl, limit: limit, backoff: p.MinSleep}
-}
-
-// Pause is called after each poll that did not find the condition. It
-// reports false, at once, when the wait's deadline has passed: the caller
-// then gives up with the value it last read. Otherwise it returns true at
-// once while the spin lasts, or after a sleep (the next backoff step, cut
-// short at the deadline), and the caller polls again.
-func (w *Wait) Pause() bool {
+// Pause is called after each poll that did not find the condition, with
+// the same p, dl and c throughout one wait; sleeps are counted in c. It
+// reports false, at once, when the wait's deadline (dl, or p.Limit after
+// the first miss if that is earlier) has passed: the caller then gives up
+// with the value it last read. Otherwise it returns true at once while the
+// spin lasts, or after a sleep (the next backoff step, cut short at the
+// deadline), and the caller polls again.
+func (w *Wait) Pause(p Policy, dl time.Time, c *Counters) bool {
 	now := time.Now()
 	if w.spinEnd.IsZero() {
-		w.spinEnd = now.Add(w.p.Spin)
-		if w.limit > 0 {
-			if ldl := now.Add(w.limit); ldl.Before(w.dl) {
+		w.spinEnd, w.dl, w.backoff = now.Add(p.Spin), dl, p.MinSleep
+		if p.Limit > 0 {
+			if ldl := now.Add(p.Limit); ldl.Before(dl) {
 				w.dl = ldl
 			}
 		}
@@ -74,11 +72,11 @@ func (w *Wait) Pause() bool {
 	if rem := w.dl.Sub(now); rem < d {
 		d = rem
 	}
-	w.c.Sleeps.Add(1)
-	w.c.SleepNanos.Add(uint64(d))
+	c.Sleeps.Add(1)
+	c.SleepNanos.Add(uint64(d))
 	sleep(d)
-	if w.backoff *= 2; w.backoff > w.p.MaxSleep {
-		w.backoff = w.p.MaxSleep
+	if w.backoff *= 2; w.backoff > p.MaxSleep {
+		w.backoff = p.MaxSleep
 	}
 	return true
 }

@@ -1,6 +1,7 @@
 package portwait
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -25,15 +26,19 @@ func TestBackoff(t *testing.T) {
 			want: 5 * time.Microsecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var c Counters
-			w := Policy{Spin: time.Nanosecond, MinSleep: tc.min, MaxSleep: tc.max}.Start(far(), 0, &c)
+			var (
+				c  Counters
+				w  Wait
+				p  = Policy{Spin: time.Nanosecond, MinSleep: tc.min, MaxSleep: tc.max}
+				dl = far()
+			)
 			// The first miss starts the spin: that pause returns at once.
-			if !w.Pause() || c.Sleeps.Load() != 0 {
+			if !w.Pause(p, dl, &c) || c.Sleeps.Load() != 0 {
 				t.Fatal("the first pause did not spin")
 			}
 			time.Sleep(time.Microsecond) // past the 1ns spin from here on
 			for i := range tc.pauses {
-				if !w.Pause() {
+				if !w.Pause(p, dl, &c) {
 					t.Fatalf("pause %d ended the wait before its deadline", i)
 				}
 			}
@@ -50,10 +55,13 @@ func TestBackoff(t *testing.T) {
 // TestSpinDoesNotSleep: while the spin lasts a pause returns at once,
 // without sleeping, until the deadline ends the wait.
 func TestSpinDoesNotSleep(t *testing.T) {
-	var c Counters
-	dl := time.Now().Add(2 * time.Millisecond)
-	w := Policy{Spin: time.Hour, MinSleep: time.Microsecond, MaxSleep: time.Millisecond}.Start(dl, 0, &c)
-	for w.Pause() {
+	var (
+		c  Counters
+		w  Wait
+		p  = Policy{Spin: time.Hour, MinSleep: time.Microsecond, MaxSleep: time.Millisecond}
+		dl = time.Now().Add(2 * time.Millisecond)
+	)
+	for w.Pause(p, dl, &c) {
 	}
 	if time.Now().Before(dl) {
 		t.Error("the wait ended before its deadline")
@@ -88,9 +96,10 @@ func TestDeadline(t *testing.T) {
 			}
 			// MinSleep far beyond any deadline here: each sleep is cut
 			// to what is left of the wait.
-			w := Policy{Spin: time.Nanosecond, MinSleep: time.Minute, MaxSleep: time.Minute}.Start(dl, tc.limit, &c)
+			var w Wait
+			p := Policy{Spin: time.Nanosecond, MinSleep: time.Minute, MaxSleep: time.Minute, Limit: tc.limit}
 			pauses := 0
-			for w.Pause() {
+			for w.Pause(p, dl, &c) {
 				pauses++
 			}
 			if got := time.Since(start); got < tc.want {
@@ -106,17 +115,23 @@ func TestDeadline(t *testing.T) {
 	}
 }
 
-// TestStartCostsNothing: a wait whose condition holds at once is free:
-// Start alone neither sleeps nor counts.
-func TestStartCostsNothing(t *testing.T) {
-	var c Counters
-	allocs := testing.AllocsPerRun(100, func() {
-		_ = Policy{Spin: time.Microsecond, MinSleep: time.Microsecond, MaxSleep: time.Millisecond}.Start(far(), time.Second, &c)
-	})
-	if allocs != 0 {
-		t.Errorf("%v allocations per Start, want 0", allocs)
-	}
-	if c.Sleeps.Load() != 0 || c.SleepNanos.Load() != 0 {
-		t.Error("Start counted a sleep")
+// BenchmarkWait is the cost a wait adds to the polls themselves: nothing
+// but a zeroed Wait when the condition holds at once (misses=0), one clock
+// read per miss while it spins.
+func BenchmarkWait(b *testing.B) {
+	p := Policy{Spin: time.Hour, MinSleep: time.Microsecond, MaxSleep: time.Millisecond, Limit: 5 * time.Second}
+	dl := far()
+	for _, misses := range []int{0, 1, 4} {
+		b.Run(fmt.Sprintf("misses=%d", misses), func(b *testing.B) {
+			var c Counters
+			for b.Loop() {
+				var w Wait
+				for range misses {
+					if !w.Pause(p, dl, &c) {
+						b.Fatal("the wait ended")
+					}
+				}
+			}
+		})
 	}
 }
