@@ -131,7 +131,7 @@ func (s *Server) dispatch(msg []byte) {
 		s.sendErr(hdr.Unique, syscall.ENOSYS)
 		return
 	}
-	r := s.register(hdr.Unique)
+	r := s.register(hdr.Unique, hdr.Opcode)
 	s.handlers.Add(1)
 	msg = bytes.Clone(msg)
 	go func(hdr fuse.InHeader) { // a copy: the inline paths' header stays on the stack
@@ -143,21 +143,21 @@ func (s *Server) dispatch(msg []byte) {
 
 // register records an outstanding request so INTERRUPT can find it; an
 // interrupt that arrived before it cancels it at once.
-func (s *Server) register(unique uint64) *request {
-	ctx, cancel := context.WithCancel(s.baseCtx)
-	r := &request{unique: unique, ctx: ctx, cancel: cancel}
+func (s *Server) register(unique uint64, op uint32) *request {
+	ctx, cancel := context.WithCancelCause(s.baseCtx)
+	r := &request{unique: unique, op: op, ctx: ctx, cancel: cancel}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.early[unique]; ok {
 		delete(s.early, unique)
-		cancel()
+		cancel(nil)
 	}
 	s.reqs[unique] = r
 	return r
 }
 
 func (s *Server) unregister(r *request) {
-	r.cancel()
+	r.cancel(nil)
 	s.mu.Lock()
 	if s.reqs[r.unique] == r {
 		delete(s.reqs, r.unique)
@@ -173,7 +173,7 @@ func (s *Server) interrupt(unique uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if r, ok := s.reqs[unique]; ok {
-		r.cancel()
+		r.cancel(nil)
 		return
 	}
 	now := time.Now()
@@ -271,6 +271,14 @@ func (s *Server) doRead(ctx context.Context, hdr *fuse.InHeader, msg []byte) {
 	if errno == 0 && n <= 0 && ctx.Err() != nil {
 		// Interrupted or shutting down with nothing read: not EOF.
 		errno = syscall.EINTR
+	}
+	if errno == syscall.EINTR && errors.Is(context.Cause(ctx), errCarry) {
+		// Taken back by Pause with nothing read (EINTR: no effect):
+		// whoever serves next runs it again, and answers it.
+		s.mu.Lock()
+		s.carried = append(s.carried, msg)
+		s.mu.Unlock()
+		return
 	}
 	if errno != 0 {
 		s.sendErr(hdr.Unique, errno)

@@ -32,6 +32,10 @@ var ErrPaused = errors.New("cuse: server not in a state to pause")
 // errHandedOver ends the serve loop after Detach.
 var errHandedOver = errors.New("cuse: channel handed over")
 
+// errCarry is the cause with which Pause cancels blocked READs: their
+// handler leaves them unanswered for the next server (Carried).
+var errCarry = errors.New("cuse: blocked read carried over to the next server")
+
 // FileRecord is one open file of a Server, for a hand-over to another
 // process: the kernel's file handle, the open(2) flags, the kernel's poll
 // handle of the file (0 if it never polled) and the device's File.
@@ -55,6 +59,11 @@ type Resume struct {
 	// server read and never answered (it crashed). Kernels before 6.9
 	// cannot; their callers wait until interrupted (see the README).
 	Resend bool
+	// Requests are the blocked READs the previous server took back
+	// unanswered (its Carried), run again here before anything is read:
+	// the kernel waits for their answers from this channel, and sends
+	// their INTERRUPTs here.
+	Requests [][]byte
 }
 
 // pauseState is one hand-over in progress.
@@ -163,11 +172,15 @@ func (s *Server) lookupOrAdopt(fh uint64) *openFile {
 }
 
 // Pause stops reading requests (the kernel queues them meanwhile) and waits
-// until every request already read has been answered. The channel stays
-// open. Afterwards either Continue (serve again) or Detach (another process
-// serves the channel now) must be called. If ctx ends first, Pause
-// continues serving and returns an error saying how many requests were
-// still running.
+// until every request already read has been answered, except a READ that
+// blocks: Pause cancels those, and one that then ends with EINTR (nothing
+// read, as File.Read's contract for a cancelled read) is not answered but
+// kept, for the next server (Carried, Resume.Requests) or, after Continue,
+// this one; a READ that returns data instead is answered as usual. The
+// channel stays open. Afterwards either Continue (serve again) or Detach
+// (another process serves the channel now) must be called. If ctx ends
+// first, Pause continues serving and returns an error saying how many
+// requests were still running.
 func (s *Server) Pause(ctx context.Context) error {
 	s.pmu.Lock()
 	if s.pause != nil || s.ch == nil {
@@ -187,6 +200,15 @@ func (s *Server) Pause(ctx context.Context) error {
 		s.Continue()
 		return fmt.Errorf("cuse: waiting for the reader to stop: %w", ctx.Err())
 	}
+	// Nothing more is read, so no INTERRUPT can reach a read from here
+	// on: one taken back is interrupted, if at all, where it runs next.
+	s.mu.Lock()
+	for _, r := range s.reqs {
+		if r.op == opRead {
+			r.cancel(errCarry)
+		}
+	}
+	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() { s.handlers.Wait(); close(done) }()
 	select {
@@ -201,8 +223,38 @@ func (s *Server) Pause(ctx context.Context) error {
 	}
 }
 
-// Continue ends a Pause: the server reads requests again.
+// Continue ends a Pause: the server reads requests again, after running
+// again the READs the Pause took back.
 func (s *Server) Continue() { s.endPause(true) }
+
+// Carried returns the blocked READs the Pause took back unanswered, as the
+// kernel sent them (call it while paused), for the next server's
+// Resume.Requests.
+func (s *Server) Carried() [][]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([][]byte(nil), s.carried...)
+}
+
+// runCarried runs again the requests in rs (taken back by a Pause, here
+// or in the previous server), on the reader goroutine before it reads.
+// Only READs are run: nothing else is ever taken back.
+func (s *Server) runCarried(rs [][]byte) {
+	for _, msg := range rs {
+		if len(msg) < inHeaderSize {
+			s.log.Warn("cuse: dropping a carried request shorter than fuse_in_header", "len", len(msg))
+			continue
+		}
+		hdr, _ := decode[fuse.InHeader](msg)
+		if hdr.Opcode != opRead {
+			s.log.Warn("cuse: a carried request is not a READ; answering EIO", "op", opName(hdr.Opcode), "unique", hdr.Unique)
+			s.sendErr(hdr.Unique, syscall.EIO)
+			continue
+		}
+		s.log.Info("cuse: serving a blocked read carried over from the hand-over", "unique", hdr.Unique)
+		s.dispatch(msg)
+	}
+}
 
 // Detach ends a Pause for good: the server stops without releasing any
 // file or answering anything more, and ServeFile (or ServeResumed) returns
@@ -264,6 +316,12 @@ func (s *Server) serveLoop(ctx context.Context, buf []byte) error {
 		s.pmu.Lock()
 		s.pause = nil
 		s.pmu.Unlock()
+		// Rolled back: the reads taken back are this server's again.
+		s.mu.Lock()
+		carried := s.carried
+		s.carried = nil
+		s.mu.Unlock()
+		s.runCarried(carried)
 		if err := s.ch.SetReadDeadline(time.Time{}); err != nil {
 			return fmt.Errorf("cuse: read again after a pause: %w", err)
 		}

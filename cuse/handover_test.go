@@ -196,17 +196,25 @@ func TestPauseDetach(t *testing.T) {
 }
 
 func TestPauseWaitsForRunningRequests(t *testing.T) {
+	// A blocked IOCTL (not a READ) is not taken back: Pause waits for it.
 	started := make(chan struct{}, 1)
-	dev := &testDevice{read: blockingRead(started, syscall.EINTR)}
+	dev := &testDevice{ioctl: func(ctx context.Context, _ *testFile, _ *IoctlIn) IoctlOut {
+		select {
+		case started <- struct{}{}:
+		default:
+		}
+		<-ctx.Done()
+		return IoctlOut{Errno: syscall.EINTR}
+	}}
 	k := startKernel(t, Config{}, dev)
 	fh := k.open(0)
-	u := k.send(opRead, readInBody(fh, 10, 0))
+	u := k.send(opIoctl, ioctlInBody(fh, 0, 0x1234, 0, nil, 0))
 	<-started
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	err := k.srv.Pause(ctx)
 	if err == nil || !strings.Contains(err.Error(), "1 requests still running") {
-		t.Fatalf("Pause with a blocked read = %v, want an error naming 1 running request", err)
+		t.Fatalf("Pause with a blocked ioctl = %v, want an error naming 1 running request", err)
 	}
 	// Still serving after the failed pause.
 	if status, _ := k.call(opWrite, writeInBody(fh, []byte("a"))); status != 0 {
@@ -214,7 +222,103 @@ func TestPauseWaitsForRunningRequests(t *testing.T) {
 	}
 	k.send(opInterrupt, interruptInBody(u))
 	if status, _ := k.reply(u); status != -int32(syscall.EINTR) {
-		t.Errorf("interrupted READ: %d, want EINTR", status)
+		t.Errorf("interrupted IOCTL: %d, want EINTR", status)
+	}
+}
+
+// TestPauseCarriesBlockedRead: a READ that blocks does not hold up a
+// hand-over: Pause takes it back unanswered, and the next server runs it
+// and answers it (here: its INTERRUPT, sent to the next server, ends it
+// with EINTR), exactly once.
+func TestPauseCarriesBlockedRead(t *testing.T) {
+	started := make(chan struct{}, 1)
+	dev := &testDevice{read: blockingRead(started, syscall.EINTR)}
+	k := startKernel(t, Config{}, dev)
+	fh := k.open(0)
+	u := k.send(opRead, readInBody(fh, 10, 0))
+	<-started
+	if err := k.srv.Pause(context.Background()); err != nil {
+		t.Fatalf("Pause with a blocked read: %v", err)
+	}
+	carried := k.srv.Carried()
+	if len(carried) != 1 {
+		t.Fatalf("Carried() = %d requests, want the blocked READ", len(carried))
+	}
+	if h, _ := decode[fuse.InHeader](carried[0]); h.Unique != u || h.Opcode != opRead {
+		t.Fatalf("carried %+v, want READ %d", h, u)
+	}
+	k.srv.Detach()
+	if err := k.waitServe(); err != nil {
+		t.Fatalf("ServeFile after Detach = %v", err)
+	}
+	k.noReply(u)
+
+	dev2 := &testDevice{read: blockingRead(started, syscall.EINTR)}
+	f2 := &testFile{dev: dev2, wakes: make(chan func(), 4)}
+	k2 := startResumed(t, dev2, Resume{Files: []FileRecord{{Fh: fh, Flags: 2, File: f2}}, NextFh: fh, Requests: carried})
+	select {
+	case <-started:
+	case <-time.After(waitLong):
+		t.Fatal("the carried READ does not run in the next server")
+	}
+	k2.sendAs(u+1001, opInterrupt, interruptInBody(u))
+	if status, _ := k2.reply(u); status != -int32(syscall.EINTR) {
+		t.Errorf("carried READ interrupted: %d, want EINTR", status)
+	}
+	time.Sleep(50 * time.Millisecond)
+	k2.noReply(u)
+}
+
+// TestPauseContinueRunsCarriedRead: after a rollback the server runs the
+// READ it took back, which then completes as usual, once.
+func TestPauseContinueRunsCarriedRead(t *testing.T) {
+	release := make(chan struct{})
+	reads := make(chan struct{}, 4)
+	dev := &testDevice{read: func(ctx context.Context, _ *testFile, dst []byte, _ bool) (int, syscall.Errno) {
+		reads <- struct{}{}
+		select {
+		case <-ctx.Done():
+			return 0, syscall.EINTR
+		case <-release:
+			return copy(dst, "data"), 0
+		}
+	}}
+	k := startKernel(t, Config{}, dev)
+	fh := k.open(0)
+	u := k.send(opRead, readInBody(fh, 10, 0))
+	<-reads
+	if err := k.srv.Pause(context.Background()); err != nil {
+		t.Fatalf("Pause: %v", err)
+	}
+	k.noReply(u)
+	k.srv.Continue()
+	select {
+	case <-reads:
+	case <-time.After(waitLong):
+		t.Fatal("the READ taken back does not run again after Continue")
+	}
+	close(release)
+	if status, body := k.reply(u); status != 0 || string(body) != "data" {
+		t.Errorf("READ after the rollback: %d %q", status, body)
+	}
+	if c := k.srv.Carried(); len(c) != 0 {
+		t.Errorf("still %d carried after Continue", len(c))
+	}
+	time.Sleep(50 * time.Millisecond)
+	k.noReply(u)
+}
+
+// TestCarriedNotRead: only READs are run from Resume.Requests.
+func TestCarriedNotRead(t *testing.T) {
+	dev := &testDevice{}
+	msg := encode(nil, &fuse.InHeader{Length: inHeaderSize + openInSize, Opcode: opOpen, Unique: 77})
+	msg = append(msg, make([]byte, openInSize)...)
+	k := startResumed(t, dev, Resume{Requests: [][]byte{msg, {1, 2}}})
+	if status, _ := k.reply(77); status != -int32(syscall.EIO) {
+		t.Errorf("carried OPEN: %d, want EIO", status)
+	}
+	if dev.openCount() != 0 {
+		t.Error("a carried OPEN opened a file")
 	}
 }
 

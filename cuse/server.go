@@ -123,6 +123,10 @@ type Server struct {
 	// pause is the hand-over in progress (Pause), nil while serving.
 	pmu   sync.Mutex
 	pause *pauseState
+	// carried are the blocked READs a Pause took back unanswered, as the
+	// kernel sent them, for the next server (Carried) or, after Continue,
+	// this one; guarded by mu.
+	carried [][]byte
 
 	// ops counts requests by opcode (stats.go).
 	ops opCounters
@@ -146,8 +150,9 @@ type openFile struct {
 // request is one outstanding kernel request, kept so INTERRUPT can cancel it.
 type request struct {
 	unique uint64
+	op     uint32
 	ctx    context.Context
-	cancel context.CancelFunc
+	cancel context.CancelCauseFunc
 }
 
 // New returns a Server for dev configured by cfg. It does not touch the
@@ -282,6 +287,7 @@ func (s *Server) serve(ctx context.Context, f *os.File, r *Resume) error {
 		err = s.init(buf)
 	} else {
 		s.restore(r)
+		s.runCarried(r.Requests)
 	}
 	if err == nil {
 		go s.prepareNode(baseCtx)

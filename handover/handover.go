@@ -207,7 +207,7 @@ func (d *Daemon) export() (*state.State, error) {
 		st.Hardware = append(st.Hardware, h.Name)
 	}
 	for _, dev := range d.Devices {
-		sd := state.Device{Name: dev.Name, Kind: dev.Kind, LastFh: dev.Server.LastFh()}
+		sd := state.Device{Name: dev.Name, Kind: dev.Kind, LastFh: dev.Server.LastFh(), Requests: dev.Server.Carried()}
 		for _, rec := range dev.Server.Files() {
 			sf := state.File{Fh: rec.Fh, Flags: rec.Flags, Kh: rec.Kh}
 			if dev.Kind == state.KindIPMI {
@@ -341,7 +341,7 @@ func RestoreInterface(st *state.State, device string, p Parts) (r cuse.Resume, o
 // restoreFiles rebuilds device d's open files: on an IPMI device from ipmi,
 // on the watchdog device wdFile.
 func restoreFiles(d state.Device, ipmi *ioctl.Device, wdFile cuse.File) (cuse.Resume, error) {
-	r := cuse.Resume{NextFh: d.LastFh}
+	r := cuse.Resume{NextFh: d.LastFh, Requests: d.Requests}
 	for _, sf := range d.Files {
 		rec := cuse.FileRecord{Fh: sf.Fh, Flags: sf.Flags, Kh: sf.Kh}
 		switch d.Kind {

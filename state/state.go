@@ -113,7 +113,16 @@ type Device struct {
 	LastFh uint64 `json:"last_fh"`
 	// Files are the open files.
 	Files []File `json:"files,omitempty"`
+	// Requests are blocked READs (a read of /dev/watchdog waiting for a
+	// pretimeout) the hand-over took back unanswered, as the kernel sent
+	// them: the next process runs and answers them (cuse.Resume.Requests).
+	// A binary that predates this field refuses a state that has it.
+	Requests [][]byte `json:"requests,omitempty"`
 }
+
+// MaxRequest bounds one carried request: a READ is its header and
+// struct fuse_read_in.
+const MaxRequest = 4096
 
 // File is one open file of a device.
 type File struct {
@@ -202,6 +211,11 @@ func (s *State) Validate() error {
 			return fmt.Errorf("%w: device %d: empty or duplicate name %q", ErrCorrupt, i, d.Name)
 		}
 		names[d.Name] = true
+		for _, r := range d.Requests {
+			if len(r) == 0 || len(r) > MaxRequest {
+				return fmt.Errorf("%w: device %s: a carried request of %d bytes", ErrCorrupt, d.Name, len(r))
+			}
+		}
 		fhs := make(map[uint64]bool)
 		for _, f := range d.Files {
 			if f.Fh == 0 || fhs[f.Fh] || f.Fh > d.LastFh {
