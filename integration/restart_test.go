@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ipmi-cuse/ipmi-cuse/bmcsim"
 	"github.com/ipmi-cuse/ipmi-cuse/integration/testbed"
@@ -18,7 +19,8 @@ import (
 // and 6.12 kernels, with the shipped unit and the simulated BMC: while a
 // client keeps one /dev/ipmi0 file open and busy, a flood, an events
 // listener and busybox's watchdog daemon on /dev/watchdog run, `systemctl
-// reload` upgrades alternately onto two different binaries, then onto one
+// reload` upgrades alternately onto two different builds (versions stamped
+// with -ldflags -X; each new process must run and report its own), then onto one
 // that exits at once and one that never answers (both rolled back); then
 // `systemctl kill -s KILL` three times (the device must be served again,
 // with the same number, the old file working on; within 2 s in make
@@ -28,6 +30,10 @@ import (
 // lost with the dead process (the new one answers its interrupt with
 // EINTR, as the README says); then
 // `systemctl stop` (node gone, BMC watchdog stopped).
+//
+// Also: after the rollbacks, one more reload while a read of /dev/watchdog blocks
+// (carried to the new process), and IPMI SEND ioctls in flight, with the
+// BMC slowed down, at a SIGHUP upgrade and at a kill (see sendInFlight).
 //
 // IPMI_CUSE_BENCH=1 runs ten reloads instead of four.
 func TestSystemdRestarts(t *testing.T) {
@@ -58,22 +64,24 @@ func systemdRestarts(t *testing.T, k testbed.Kernel, reloads int, killBound floa
 	}
 	args := []string{"--bmc=kcs", "--kcs-port=0xca2", "--port-io=devport", "--log-level=info",
 		"--watchdog-device=watchdog", "--upgrade-timeout=5s"}
+	// Two genuinely different builds, each with its version stamped in
+	// (-ldflags -X, as the Makefile does); a is the one installed first.
+	// The reloads alternate b, a, b...: each new process must run, and
+	// report, the version on disk.
+	a := filepath.Join(t.TempDir(), "ipmi-cuse.a")
+	b := filepath.Join(t.TempDir(), "ipmi-cuse.b")
+	for _, v := range []struct{ path, version string }{{a, buildA}, {b, buildB}} {
+		if err := testbed.BuildDaemonVersion(root, v.path, v.version); err != nil {
+			t.Fatal(err)
+		}
+	}
+	daemonPath = a
 	files, err := testbed.ProjectUnit(root, daemonPath, args)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A second, different binary: the same build with bytes appended (the
-	// file on disk, not the running image, is what an upgrade runs).
-	a, err := os.ReadFile(daemonPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := filepath.Join(t.TempDir(), "ipmi-cuse.b")
-	if err := os.WriteFile(b, append(a, []byte("\x00build-b")...), 0o755); err != nil {
-		t.Fatal(err)
-	}
 	files = append(files,
-		testbed.File{Path: "/usr/sbin/ipmi-cuse.a", Mode: 0o755, HostPath: daemonPath},
+		testbed.File{Path: "/usr/sbin/ipmi-cuse.a", Mode: 0o755, HostPath: a},
 		testbed.File{Path: "/usr/sbin/ipmi-cuse.b", Mode: 0o755, HostPath: b},
 		testbed.File{Path: "/usr/bin/ipmiprobe", Mode: 0o755, HostPath: probeBins(t)[probeGuestPath]},
 		testbed.File{Path: "/scenario.sh", Mode: 0o755, Data: []byte(restartScenario)},
@@ -95,6 +103,12 @@ journal ipmi-cuse
 `, reloads),
 	}
 	g.BMC.Extern = sim.Addr
+	g.OnLine = func(l string) {
+		if ms, ok := strings.CutPrefix(l, "ipmi-cuse-test: bmc delay "); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(ms))
+			sim.BMC.SetDelay(time.Duration(n) * time.Millisecond)
+		}
+	}
 	out, res, err := g.Run(context.Background())
 	if err != nil {
 		t.Fatalf("%v\nguest:\n%s\nconsole:\n%s", err, guestOf(res), consoleOf(res))
@@ -121,14 +135,23 @@ journal ipmi-cuse
 		t.Fatal("no device number")
 	}
 	// Reloads: a new main process running the binary now on disk, same device.
-	rl := regexp.MustCompile(`(?m)^reload (\d+): (\d+) -> (\d+) in (\S+) s exe (\S+) disk (\S+) dev (\S+)$`).FindAllStringSubmatch(stdout, -1)
+	rl := regexp.MustCompile(`(?m)^reload (\d+): (\d+) -> (\d+) in (\S+) s exe (\S+) disk (\S+) dev (\S+) version (\S+)$`).FindAllStringSubmatch(stdout, -1)
 	if len(rl) != reloads {
 		t.Errorf("%d reloads reported, want %d", len(rl), reloads)
 	}
-	for _, m := range rl {
-		if m[2] == m[3] || m[5] != m[6] || m[7] != dev0[1] {
-			t.Errorf("reload %s: pid %s -> %s, running %s, on disk %s, device %s (want a new pid running the disk's binary on %s)",
-				m[1], m[2], m[3], m[5], m[6], m[7], dev0[1])
+	// What each new process says it is, in its own log line.
+	said := regexp.MustCompile(`serving the devices taken over; the previous process exits" version=(\S+)`).FindAllStringSubmatch(j, -1)
+	for i, m := range rl {
+		want := buildB
+		if i%2 == 1 {
+			want = buildA
+		}
+		if m[2] == m[3] || m[5] != m[6] || m[7] != dev0[1] || m[8] != want {
+			t.Errorf("reload %s: pid %s -> %s, running %s, on disk %s, device %s, version %s (want a new pid running the disk's binary, version %s, on %s)",
+				m[1], m[2], m[3], m[5], m[6], m[7], m[8], want, dev0[1])
+		}
+		if i >= len(said) || said[i][1] != want {
+			t.Errorf("reload %s: the new process's log does not say version %s (%v)", m[1], want, said)
 		}
 	}
 	for _, name := range []string{"exits", "never-ready"} {
@@ -205,6 +228,15 @@ journal ipmi-cuse
 	case k == testbed.Kernel61 && (resent || !orphaned):
 		t.Errorf("6.1: journal says resent=%v orphan-answered=%v, want no resend and the orphan answered", resent, orphaned)
 	}
+	// The read of /dev/watchdog blocked at a reload: carried to the new
+	// process (not refused, as before), which answers its interrupt.
+	wr := regexp.MustCompile(`(?m)^wdread-reload: (\d+) -> (\d+)$`).FindStringSubmatch(stdout)
+	wre := regexp.MustCompile(`(?m)^wdread-reload: (wdread: read .*|still .*)$`).FindStringSubmatch(stdout)
+	if wr == nil || wr[1] == wr[2] || wre == nil || !strings.Contains(wre[1], "interrupted system call") ||
+		!strings.Contains(j, "serving a blocked read carried over from the hand-over") {
+		t.Errorf("reload with a blocked /dev/watchdog read: %v %v (want a new process, the read carried to it and ended by EINTR)", wr, wre)
+	}
+	sendInFlight(t, k, stdout)
 	// Stop: gone, and the BMC timer not left running by the daemon.
 	if c := out.Command("gone"); c == nil || strings.Count(string(c.Stdout), "No such file") != 2 || !strings.Contains(string(c.Stdout), "inactive") {
 		t.Errorf("after systemctl stop: %q (want both nodes gone, unit inactive)", c.Stdout)
@@ -219,6 +251,12 @@ journal ipmi-cuse
 	t.Logf("MEASURED %s: reloads %s; kills served again after %s; %d pats at the BMC; %v; %v; in flight: %v",
 		k, strings.Join(hand, ", "), strings.Join(served, ", "), npats, first(hold), first(flood), first(inflight))
 }
+
+// The versions stamped into TestSystemdRestarts' two builds.
+const (
+	buildA = "9.0.0-test.a"
+	buildB = "9.0.1-test.b"
+)
 
 // restartScenario is the guest side of TestSystemdRestarts; $1 is the
 // number of reloads.
@@ -245,7 +283,7 @@ for i in $(seq 1 $R); do
 	systemctl reload ipmi-cuse
 	n=0; while [ "$(mp)" = "$old" ] && [ $n -lt 1200 ]; do sleep 0.05; n=$((n+1)); done
 	new=$(mp)
-	echo "reload $i: $old -> $new in $(since $t0) s exe $(sum /proc/$new/exe) disk $(sum /usr/sbin/ipmi-cuse) dev $(dev)"
+	echo "reload $i: $old -> $new in $(since $t0) s exe $(sum /proc/$new/exe) disk $(sum /usr/sbin/ipmi-cuse) dev $(dev) version $(/proc/$new/exe --version | cut -d' ' -f2)"
 	event
 	sleep 2
 done
@@ -264,6 +302,22 @@ mv /tmp/ipmi-cuse.good /usr/sbin/ipmi-cuse
 wait $fl; cat /tmp/flood.out; cat /tmp/flood.err
 wait $ev; cat /tmp/events.out
 kill $wd; wait $wd
+# A read of /dev/watchdog blocked across an upgrade: the old process takes
+# it back unanswered and the new one serves it (here: its interrupt).
+rm -f /tmp/wdr.go
+$P wdread -trigger /tmp/wdr.go >/tmp/wdr.out 2>&1 & wr=$!
+sleep 1
+old=$(mp)
+systemctl reload ipmi-cuse
+n=0; while [ "$(mp)" = "$old" ] && [ $n -lt 1200 ]; do sleep 0.05; n=$((n+1)); done
+echo "wdread-reload: $old -> $(mp)"
+touch /tmp/wdr.go
+n=0; while kill -0 $wr 2>/dev/null && [ $n -lt 100 ]; do sleep 0.1; n=$((n+1)); done
+if kill -0 $wr 2>/dev/null; then
+	echo "wdread-reload: still blocked 10 s after being interrupted"; kill -KILL $wr
+else
+	echo "wdread-reload: $(grep 'read ended\|read [0-9]' /tmp/wdr.out | tr 'A-Z' 'a-z')"
+fi
 for i in 1 2 3; do
 	old=$(mp); t0=$(up)
 	systemctl kill -s KILL ipmi-cuse
@@ -286,7 +340,87 @@ else
 	echo "inflight: $(grep 'read ended\|read [0-9]' /tmp/wdread.out | tr 'A-Z' 'a-z')"
 fi
 kill $hold; wait $hold; cat /tmp/hold.out /tmp/hold.err
+# An IPMI SEND in flight: with the BMC slowed down the idle daemon runs the
+# transaction before it answers SEND, so SEND blocks for the BMC's delay.
+# The host sets the delay when it sees the line on ttyS1.
+bmc() { echo "ipmi-cuse-test: bmc delay $1" >/dev/ttyS1; sleep 0.5; }
+# Under TCG every KCS transaction takes longer than --inline-max's default
+# 2 ms, so an idle daemon never runs a request before it answers SEND, as
+# it does on hardware: restart it (no client holds a file now) with a
+# bound that lets it, so a SEND to the slowed BMC stays in flight. Not
+# earlier: on 6.1 a kill that catches a SEND in flight leaves its caller
+# blocked until it gets a signal (see the README), which the hold client
+# above would not.
+sed -i 's/^IPMI_CUSE_ARGS="/IPMI_CUSE_ARGS="--inline-max=30s /' /etc/default/ipmi-cuse
+systemctl restart ipmi-cuse
+started() { n=0; until grep -q "$2" "$1" || [ $n -ge $3 ]; do sleep 0.1; n=$((n+1)); done; }
+# 1. An upgrade (SIGHUP) while SEND is in flight; the BMC is fast again as
+# soon as SEND returns (the new process's Get Device ID must not wait).
+bmc 3000
+rm -f /tmp/send.go; $P sendinflight -trigger /tmp/send.go >/tmp/si1.out 2>&1 & si=$!
+started /tmp/si1.out sending 300; sleep 0.3
+old=$(mp); echo "send-reload: sighup at $(up)"
+kill -HUP $old
+started /tmp/si1.out 'send start' 200; bmc 0
+n=0; while [ "$(mp)" = "$old" ] && [ $n -lt 1200 ]; do sleep 0.05; n=$((n+1)); done
+echo "send-reload: $old -> $(mp)"
+wait $si; sed 's/^/send-reload: /' /tmp/si1.out
+# 2. A kill while SEND is in flight; the BMC is fast again at once.
+bmc 5000
+rm -f /tmp/send.go; $P sendinflight -trigger /tmp/send.go >/tmp/si2.out 2>&1 & si=$!
+started /tmp/si2.out sending 300; sleep 0.3
+old=$(mp); echo "send-kill: kill at $(up)"
+systemctl kill -s KILL ipmi-cuse
+bmc 0
+n=0; until [ "$(mp)" != "$old" ] && [ "$(mp)" != 0 ]; do sleep 0.05; n=$((n+1)); [ $n -gt 1200 ] && break; done
+echo "send-kill: $old -> $(mp)"
+# On 6.9+ the resent SEND is answered; on 6.1 it stays blocked until
+# interrupted: interrupt it if it has not returned within 15 s.
+started /tmp/si2.out 'send start' 150; touch /tmp/send.go
+wait $si; sed 's/^/send-kill: /' /tmp/si2.out
 `
+
+// sendInFlight checks the IPMI SEND ioctls in flight at an upgrade and at
+// a kill (restartScenario's send-reload and send-kill): the SEND started
+// before the SIGHUP or the kill and returned after it, and then:
+//   - upgrade, any kernel: answered once (the old process finishes what it
+//     read before it hands over, and the reply travels in the state);
+//   - kill, 6.12: the kernel sends the SEND again to the new process
+//     (FUSE_NOTIFY_RESEND), which answers it, and the reply comes once;
+//   - kill, 6.1: the SEND is lost with the dead process, ends with EINTR
+//     when interrupted, and no reply ever comes (README, Crash survival).
+func sendInFlight(t *testing.T, k testbed.Kernel, stdout string) {
+	t.Helper()
+	for _, c := range []struct{ name, at string }{{"send-reload", "sighup"}, {"send-kill", "kill"}} {
+		at := regexp.MustCompile(`(?m)^` + c.name + `: ` + c.at + ` at (\S+)$`).FindStringSubmatch(stdout)
+		send := regexp.MustCompile(`(?m)^` + c.name + `: sendinflight: send start=(\S+) end=(\S+) errno=(\S+)$`).FindStringSubmatch(stdout)
+		pids := regexp.MustCompile(`(?m)^` + c.name + `: (\d+) -> (\d+)$`).FindStringSubmatch(stdout)
+		if at == nil || send == nil || pids == nil {
+			t.Errorf("%s: no report (at %v, send %v, pids %v)", c.name, at, send, pids)
+			continue
+		}
+		tAt, _ := strconv.ParseFloat(at[1], 64)
+		start, _ := strconv.ParseFloat(send[1], 64)
+		end, _ := strconv.ParseFloat(send[2], 64)
+		if pids[1] == pids[2] {
+			t.Errorf("%s: the main process did not change (%s)", c.name, pids[0])
+		}
+		if !(start < tAt && tAt < end) {
+			t.Errorf("%s: SEND ran %.2f..%.2f, the %s came at %.2f: not in flight then (the test did not test)", c.name, start, end, c.at, tAt)
+		}
+		reply := regexp.MustCompile(`(?m)^` + c.name + `: sendinflight: reply (.*)$`).FindStringSubmatch(stdout)
+		second := regexp.MustCompile(`(?m)^` + c.name + `: sendinflight: second (.*)$`).FindStringSubmatch(stdout)
+		once := send[3] == "ok" && reply != nil && strings.HasPrefix(reply[1], "msgid=4242 cc=0x00") && second != nil && second[1] == "none"
+		lost := send[3] == "EINTR" && reply != nil && strings.HasPrefix(reply[1], "none; then ETIMEDOUT")
+		switch {
+		case (c.name == "send-reload" || k == testbed.Kernel612) && !once:
+			t.Errorf("%s on %s: send %s, reply %v, second %v; want the SEND answered, its reply once", c.name, k, send[3], reply, second)
+		case c.name == "send-kill" && k == testbed.Kernel61 && !lost:
+			t.Errorf("%s on 6.1: send %s, reply %v; want EINTR when interrupted and no reply", c.name, send[3], reply)
+		}
+		t.Logf("MEASURED %s %s: SEND %.2f s before the %s, returned %.2f s after it (%s); reply %v", k, c.name, tAt-start, c.at, end-tAt, send[3], first(reply))
+	}
+}
 
 // first is a regexp match's whole text, or "(none)".
 func first(m []string) string {

@@ -89,6 +89,7 @@ func run(ctx context.Context, o options, log *slog.Logger) (err error) {
 	newEngine := func(bmc *sysif.Opened) *sched.Engine {
 		ecfg := sched.Config{
 			ProbeInterval: o.probeInterval,
+			InlineMax:     o.inlineMax,
 			Logger:        log,
 			OnAttention:   handler.HandleAttention,
 		}

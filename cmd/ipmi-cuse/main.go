@@ -104,6 +104,7 @@ type options struct {
 	kcsWaitTimeout   time.Duration
 	kcsTxTimeout     time.Duration
 	probeInterval    time.Duration
+	inlineMax        time.Duration
 
 	deviceSet bool   // --device was given: serve one interface
 	iface     string // --interface: "" (any), kcs, bt or ssif
@@ -159,6 +160,7 @@ func parseFlags(args []string, out io.Writer) (o options, err error) {
 	fs.DurationVar(&o.kcsWaitTimeout, "kcs-wait-timeout", kcs.DefaultWaitTimeout, "bound on one wait for the BMC (IBF/OBF) before error recovery")
 	fs.DurationVar(&o.kcsTxTimeout, "kcs-transaction-timeout", kcs.DefaultTransactionTimeout, "bound on one whole KCS transaction, recovery included")
 	fs.DurationVar(&o.probeInterval, "probe-interval", time.Second, "how often an unresponsive BMC is probed")
+	fs.DurationVar(&o.inlineMax, "inline-max", 2*time.Millisecond, "an idle engine runs a client's request on the CUSE reader, before answering its SEND, while the last transaction took at most this `long`; after a slower one requests go through the engine")
 	fs.BoolVar(&o.watchdog, "watchdog", false, "arm the BMC watchdog and pat it from the daemon (on the priority lane) while the daemon is healthy")
 	fs.StringVar(&o.watchdogDevice, "watchdog-device", "", "also serve a /dev/watchdog-compatible device with this `name` (e.g. watchdog) for watchdog daemons; excludes --watchdog")
 	o.watchdogTimeout = watchdog.DefaultTimeout
@@ -252,7 +254,7 @@ func parseFlags(args []string, out io.Writer) (o options, err error) {
 	if o.watchdogDevice != "" && (o.watchdogDevice == o.device || strings.ContainsAny(o.watchdogDevice, "/ \t\n\x00")) {
 		return o, fmt.Errorf("--watchdog-device %q is not a usable device name", o.watchdogDevice)
 	}
-	if o.requestTimeout <= 0 || o.kcsWaitTimeout <= 0 || o.kcsTxTimeout <= 0 || o.probeInterval <= 0 || o.upgradeTimeout <= 0 {
+	if o.requestTimeout <= 0 || o.kcsWaitTimeout <= 0 || o.kcsTxTimeout <= 0 || o.probeInterval <= 0 || o.upgradeTimeout <= 0 || o.inlineMax <= 0 {
 		return o, errors.New("timeouts and intervals must be positive")
 	}
 	return o, nil

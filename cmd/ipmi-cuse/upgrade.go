@@ -22,6 +22,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/ipmi-cuse/ipmi-cuse/cuse"
 	"github.com/ipmi-cuse/ipmi-cuse/handover"
+	"github.com/ipmi-cuse/ipmi-cuse/internal/buildinfo"
 	"github.com/ipmi-cuse/ipmi-cuse/kcs"
 	"github.com/ipmi-cuse/ipmi-cuse/state"
 	"github.com/ipmi-cuse/ipmi-cuse/sysif"
@@ -225,7 +226,7 @@ func (t *takeover) ready() error {
 	if t == nil {
 		return nil
 	}
-	t.log.Info("serving the devices taken over; the previous process exits")
+	t.log.Info("serving the devices taken over; the previous process exits", "version", buildinfo.Read().Version)
 	return t.in.Ready()
 }
 

@@ -36,7 +36,23 @@ func RepoRoot() (string, error) {
 // BuildStatic builds the Go package pkg (e.g. "./cmd/ipmi-cuse", relative
 // to root) as a static binary for the guest (CGO_ENABLED=0, linux/amd64).
 func BuildStatic(root, pkg, out string) error {
-	cmd := exec.Command("go", "build", "-trimpath", "-o", out, pkg)
+	return buildStatic(root, pkg, out, "")
+}
+
+// BuildDaemonVersion builds ipmi-cuse into out with version stamped in
+// (the Makefile's -ldflags -X of internal/buildinfo): a genuinely
+// different binary, whose --version and logs say version.
+func BuildDaemonVersion(root, out, version string) error {
+	return buildStatic(root, "./cmd/ipmi-cuse", out,
+		"-X github.com/ipmi-cuse/ipmi-cuse/internal/buildinfo.stampVersion="+version)
+}
+
+func buildStatic(root, pkg, out, ldflags string) error {
+	args := []string{"build", "-trimpath", "-o", out}
+	if ldflags != "" {
+		args = append(args, "-ldflags", ldflags)
+	}
+	cmd := exec.Command("go", append(args, pkg)...)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
 	if b, err := cmd.CombinedOutput(); err != nil {

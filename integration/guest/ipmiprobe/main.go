@@ -52,6 +52,8 @@ func main() {
 		err = runHold(os.Args[2:])
 	case "wdread":
 		err = runWDRead(os.Args[2:])
+	case "sendinflight":
+		err = runSendInFlight(os.Args[2:])
 	case "iopl-exec":
 		err = runIoplExec(os.Args[2:])
 	case "flood", "pat":

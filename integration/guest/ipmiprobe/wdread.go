@@ -19,7 +19,7 @@ import (
 // how the read ended and how long after the trigger. A daemon that
 // answers the interrupt makes read return EINTR; a request whose answer
 // nobody can send any more (lost with a crashed daemon) stays blocked
-// until the process is killed.
+// until the process is killed. It closes the device with the magic 'V'.
 func runWDRead(args []string) error {
 	fs := flag.NewFlagSet("wdread", flag.ContinueOnError)
 	path := fs.String("dev", "/dev/watchdog", "watchdog device")
@@ -28,11 +28,15 @@ func runWDRead(args []string) error {
 		return err
 	}
 	runtime.LockOSThread()
-	fd, err := unix.Open(*path, unix.O_RDONLY, 0)
+	fd, err := unix.Open(*path, unix.O_RDWR, 0)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", *path, err)
 	}
 	defer unix.Close(fd)
+	// A magic close, as a watchdog daemon leaving on purpose does: an
+	// unexpected close pats the timer (ipmi_watchdog starts it then), and
+	// the BMC would reset the machine 10 s later.
+	defer unix.Write(fd, []byte("V"))
 	pid, tid := unix.Getpid(), unix.Gettid()
 	started := make(chan time.Time, 1)
 	go func() {
