@@ -128,6 +128,8 @@ type SystemdGuest struct {
 	// Script is the test script's body.
 	Script string
 	BMC    BMC
+	// Extra are further BMCs with their own interfaces (see VM.Extra).
+	Extra []BMC
 	// Dir is a scratch directory for the initrd and the serial logs.
 	Dir     string
 	Timeout time.Duration
@@ -194,7 +196,7 @@ func (g *SystemdGuest) Run(ctx context.Context) (*Output, *Result, error) {
 	if err := ov.WriteInitrd(initrd, base); err != nil {
 		return nil, nil, err
 	}
-	vm := &VM{Env: g.Env, Initrd: initrd, BMC: g.BMC, Dir: g.Dir, Timeout: g.Timeout, MemoryMB: g.MemoryMB,
+	vm := &VM{Env: g.Env, Initrd: initrd, BMC: g.BMC, Extra: g.Extra, Dir: g.Dir, Timeout: g.Timeout, MemoryMB: g.MemoryMB,
 		Append: "systemd.unit=multi-user.target systemd.show_status=false " + g.Append}
 	var follow sync.WaitGroup
 	stop := make(chan struct{})
