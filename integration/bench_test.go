@@ -277,7 +277,53 @@ func TestBenchVM(t *testing.T) {
 			all = append(all, rs...)
 		}
 	}
-	t.Log(benchTable(mergeRounds(all), n, rounds) + microTable(microOut))
+	t.Log(benchTable(mergeRounds(all), n, rounds) + roundRatios(all) + microTable(microOut))
+}
+
+// roundRatios gives, for each CUSE server, client and depth, the ratio of
+// its p50 to the reference's in each round, and their median. The
+// servers of one round run seconds apart, so on a host whose load moves
+// from minute to minute these ratios move less than the ratio of the
+// rounds' medians in the table.
+func roundRatios(all []benchResult) string {
+	type key struct {
+		server, client string
+		depth          int
+	}
+	byKey := map[key][]float64{}
+	for _, r := range all {
+		k := key{r.server, r.client, r.depth}
+		byKey[k] = append(byKey[k], r.p50us)
+	}
+	var b strings.Builder
+	b.WriteString("\np50 against the reference's in the same round (round by round; median):\n\n")
+	for _, client := range []string{"c", "go"} {
+		for _, d := range benchDepths {
+			ref := byKey[key{"ref", client, d}]
+			for _, s := range benchServers[2:] {
+				v := byKey[key{s.key, client, d}]
+				if len(v) == 0 || len(v) != len(ref) {
+					continue
+				}
+				var ratios []float64
+				var each []string
+				for i := range v {
+					if ref[i] > 0 {
+						ratios = append(ratios, v[i]/ref[i])
+						each = append(each, fmt.Sprintf("%.2f", v[i]/ref[i]))
+					}
+				}
+				if len(ratios) == 0 {
+					continue
+				}
+				sorted := slices.Clone(ratios)
+				slices.Sort(sorted)
+				fmt.Fprintf(&b, "- %s, %s client, depth %d: %s; median %.2f×\n", s.name, map[string]string{"c": "C", "go": "Go"}[client], d,
+					strings.Join(each, " "), sorted[len(sorted)/2])
+			}
+		}
+	}
+	return b.String()
 }
 
 // profileRe matches benchsrv.sh's base64 CPU profiles.
@@ -437,3 +483,39 @@ var (
 	microRe     = regexp.MustCompile(`(?m)^micro (\S+) avg_us=([0-9.]+)$`)
 	microPieces = []string{"get_timing_parms", "receive_empty", "poll_empty", "send_only", "round_trip"}
 )
+
+// TestRoundRatios checks the round-by-round ratios against the reference:
+// results pair up by round, in the order benchsrv.sh prints them.
+func TestRoundRatios(t *testing.T) {
+	r := func(server, client string, depth int, p50 float64) benchResult {
+		return benchResult{server: server, client: client, depth: depth, p50us: p50}
+	}
+	tests := []struct {
+		name string
+		all  []benchResult
+		want []string
+	}{
+		{"three rounds", []benchResult{
+			r("ref", "c", 1, 100), r("sim", "c", 1, 150), r("kcs", "c", 1, 120),
+			r("ref", "c", 1, 400), r("sim", "c", 1, 400), r("kcs", "c", 1, 1000),
+			r("ref", "c", 1, 200), r("sim", "c", 1, 300), r("kcs", "c", 1, 260),
+		}, []string{
+			"- ipmi-cuse --bmc sim, C client, depth 1: 1.50 1.00 1.50; median 1.50×",
+			"- ipmi-cuse, emulated KCS, C client, depth 1: 1.20 2.50 1.30; median 1.30×",
+		}},
+		{"no reference", []benchResult{r("kcs", "go", 8, 100)}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := roundRatios(tt.all)
+			for _, w := range tt.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("missing %q in\n%s", w, got)
+				}
+			}
+			if tt.want == nil && strings.Contains(got, "\n- ") {
+				t.Errorf("ratios without a reference:\n%s", got)
+			}
+		})
+	}
+}
