@@ -45,8 +45,23 @@ func newChanReader(f *os.File, buf []byte) (*chanReader, error) {
 }
 
 // readOnce is one raw read; false asks the netpoller to wait (EAGAIN).
+//
+// An empty queue is read once more after sched_yield(2) before the reader
+// parks: the reply just written has usually woken the client, and where
+// the client shares the CPU (one vCPU, a busy host) it then sends its next
+// request at once, which the second read takes without the netpoller's
+// park and wake-up (an epoll_wait and two trips through the Go
+// scheduler). Where the client runs on another CPU and nothing else
+// waits for this one, the yield returns at once and costs a system call;
+// where other tasks wait for this CPU, they run first, and the reader
+// reads again at its next turn (a time slice at most, which also bounds
+// how long it can hold up the garbage collector's stop-the-world).
 func (r *chanReader) readOnce(fd uintptr) bool {
 	n, _, errno := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&r.buf[0])), uintptr(len(r.buf)))
+	if errno == unix.EAGAIN {
+		unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+		n, _, errno = unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&r.buf[0])), uintptr(len(r.buf)))
+	}
 	if errno == unix.EAGAIN {
 		return false
 	}
