@@ -187,7 +187,8 @@ var device0Corpus = []string{"mc_info", "raw_get_device_id", "bmc_info_device_id
 // a usable reference there (it answered some requests 0xFF under load and
 // never fetched events; see TestInterfaceSSIF with IPMI_CUSE_SSIF_SIM=1).
 // The daemon serves the second interface beside the first (whose stack
-// also carries the watchdog, the metrics and upgrades).
+// also carries the watchdog); an upgrade carries both, and the metrics
+// show each interface's own series.
 func TestTwoInterfaces(t *testing.T) {
 	env := testEnv(t)
 	daemonPath, why := daemon(t)
@@ -214,11 +215,16 @@ func TestTwoInterfaces(t *testing.T) {
 	for _, c := range append(entries, dev1...) {
 		cmds = append(cmds, c.command())
 	}
+	// ipmi-cuse only: each interface's metrics, after the corpus ran on
+	// both (the listener listens on every address, as the guest's loopback
+	// is down until this command brings it up).
+	cmds = append(cmds, testbed.Command{Name: "metrics", Args: []string{"sh", "-c",
+		"ip link set lo up && wget -q -O - http://127.0.0.1:9101/metrics | grep -e _transactions_total -e '^ipmi_cuse_bmc_up'"}})
 	boot := func(mode testbed.Mode) *testbed.Output {
 		dir := t.TempDir()
 		s := &testbed.Session{
 			Env: env, Commands: cmds, Daemon: daemonPath, Dir: dir, Timeout: bootTimeout, GuestBins: probeBins(t),
-			Script: testbed.ScriptOptions{Mode: mode, Devices: 2},
+			Script: testbed.ScriptOptions{Mode: mode, Devices: 2, DaemonArgs: []string{"--log-level=info", "--metrics-address=0.0.0.0:9101"}},
 			BMC:    testbed.BMC{Interface: testbed.KCS, FRUData: dir + "/fru.bin"},
 			Extra:  []testbed.BMC{{Interface: testbed.SSIF, SimProps: "fwrev1=2,product_id=4242"}},
 		}
@@ -287,6 +293,21 @@ func TestTwoInterfaces(t *testing.T) {
 		}
 		if strings.Contains(out, "info: hold") {
 			t.Errorf("a held file saw errors across the upgrade")
+		}
+	}
+	// Every interface has its series, with its own host's counters.
+	if c := shim.Command("metrics"); c == nil || c.Exit != 0 {
+		t.Errorf("scraping the metrics: %+v", c)
+	} else {
+		for _, re := range []string{`(?m)^ipmi_cuse_kcs_transactions_total\{device="ipmi0"\} [1-9]`,
+			`(?m)^ipmi_cuse_ssif_transactions_total\{device="ipmi1"\} [1-9]`,
+			`(?m)^ipmi_cuse_bmc_up\{device="ipmi0"\} 1$`, `(?m)^ipmi_cuse_bmc_up\{device="ipmi1"\} 1$`} {
+			if !regexp.MustCompile(re).Match(c.Stdout) {
+				t.Errorf("metrics lack %s:\n%s", re, c.Stdout)
+			}
+		}
+		if bytes.Contains(c.Stdout, []byte(`ssif_transactions_total{device="ipmi0"}`)) || bytes.Contains(c.Stdout, []byte(`kcs_transactions_total{device="ipmi1"}`)) {
+			t.Errorf("a host's counters under the other interface's device:\n%s", c.Stdout)
 		}
 	}
 	if log := string(shim.Files[testbed.GuestDaemonLog]); !strings.Contains(log, "upgrade: the new process serves") ||

@@ -290,7 +290,13 @@ func run(ctx context.Context, o options, log *slog.Logger) (err error) {
 	if err != nil {
 		return err
 	}
-	defer waitMetrics()
+	// The metrics server stops with serveCtx: end it first, or after a
+	// hand-over (which leaves ctx alive) the old process would wait here
+	// for good instead of exiting.
+	defer func() {
+		stopServing()
+		waitMetrics()
+	}()
 	errs := make(chan error, len(allServers))
 	var wg sync.WaitGroup
 	for _, d := range devices {
