@@ -187,8 +187,11 @@ var device0Corpus = []string{"mc_info", "raw_get_device_id", "bmc_info_device_id
 // a usable reference there (it answered some requests 0xFF under load and
 // never fetched events; see TestInterfaceSSIF with IPMI_CUSE_SSIF_SIM=1).
 // The daemon serves the second interface beside the first (whose stack
-// also carries the watchdog); an upgrade carries both, and the metrics
-// show each interface's own series.
+// also carries the watchdog), and the metrics show each interface's own
+// series. In shim mode the daemon is upgraded once (SIGHUP) while a client
+// holds each device busy, before the corpus: the new process must keep
+// both device numbers, answer every held request once and drive SSIF
+// through the /dev/i2c-N it inherited.
 func TestTwoInterfaces(t *testing.T) {
 	env := testEnv(t)
 	daemonPath, why := daemon(t)
