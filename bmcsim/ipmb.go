@@ -84,26 +84,25 @@ func (s *satellite) answer(f []byte) []byte {
 // SetSatelliteDelay sets how long (BMC time) the satellite at addr takes
 // to answer a bridged request.
 func (b *BMC) SetSatelliteDelay(addr byte, d time.Duration) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := b.sats[addr]
-	if s == nil {
-		return fmt.Errorf("bmcsim: no satellite at %#x: %w", addr, ErrBadArgument)
-	}
-	s.delay = d
-	return nil
+	return b.setSatellite(addr, func(s *satellite) { s.delay = d })
 }
 
 // SetSatelliteSilent makes the satellite at addr ignore (true) or answer
 // (false) bridged requests.
 func (b *BMC) SetSatelliteSilent(addr byte, silent bool) error {
+	return b.setSatellite(addr, func(s *satellite) { s.silent = silent })
+}
+
+// setSatellite changes the satellite at addr with set, under the BMC's
+// lock; it fails with ErrBadArgument when there is none.
+func (b *BMC) setSatellite(addr byte, set func(*satellite)) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	s := b.sats[addr]
 	if s == nil {
 		return fmt.Errorf("bmcsim: no satellite at %#x: %w", addr, ErrBadArgument)
 	}
-	s.silent = silent
+	set(s)
 	return nil
 }
 

@@ -115,15 +115,24 @@ func (b *BMC) nak(now time.Time) bool {
 	return false
 }
 
+// countedNAK uses up one of the NAKs that NAKWrites or NAKReads asked for
+// (*left of them remain) and reports whether this transfer gets it.
+func (b *BMC) countedNAK(left *int) bool {
+	if *left <= 0 {
+		return false
+	}
+	*left--
+	b.stats.NAKs++
+	return true
+}
+
 // WriteBlock implements ssif.Bus.
 func (b *BMC) WriteBlock(cmd uint8, data []byte) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := time.Now()
 	b.stats.Writes++
-	if b.nakWrites > 0 {
-		b.nakWrites--
-		b.stats.NAKs++
+	if b.countedNAK(&b.nakWrites) {
 		return ssif.ErrNAK
 	}
 	if b.nak(now) {
@@ -210,9 +219,7 @@ func (b *BMC) ReadBlock(cmd uint8, buf []byte) (int, error) {
 	defer b.mu.Unlock()
 	now := time.Now()
 	b.stats.Reads++
-	if b.nakReads > 0 {
-		b.nakReads--
-		b.stats.NAKs++
+	if b.countedNAK(&b.nakReads) {
 		return 0, ssif.ErrNAK
 	}
 	if b.nak(now) || b.out == nil || now.Before(b.outAt) {
