@@ -269,6 +269,7 @@ mp() { systemctl show -p MainPID --value ipmi-cuse; }
 dev() { stat -c %t:%T /dev/ipmi0; }
 sum() { sha256sum "$1" 2>/dev/null | cut -c1-12; }
 event() { ipmitool raw 0x04 0x02 0x41 0x04 0x01 0x30 0x01 0x57 0x57 0x50 >/dev/null 2>&1 || echo "platform event failed"; }
+started() { n=0; until grep -q "$2" "$1" 2>/dev/null || [ $n -ge $3 ]; do sleep 0.1; n=$((n+1)); done; }
 echo "dev $(dev)"
 $P hold -for 900s -interval 100ms -wait 3s >/tmp/hold.out 2>/tmp/hold.err & hold=$!
 $P msghandler events -wait $R -timeout 300s >/tmp/events.out 2>&1 & ev=$!
@@ -306,7 +307,7 @@ kill $wd; wait $wd
 # it back unanswered and the new one serves it (here: its interrupt).
 rm -f /tmp/wdr.go
 $P wdread -trigger /tmp/wdr.go >/tmp/wdr.out 2>&1 & wr=$!
-sleep 1
+started /tmp/wdr.out reading 300; sleep 0.5
 old=$(mp)
 systemctl reload ipmi-cuse
 n=0; while [ "$(mp)" = "$old" ] && [ $n -lt 1200 ]; do sleep 0.05; n=$((n+1)); done
@@ -353,24 +354,26 @@ bmc() { echo "ipmi-cuse-test: bmc delay $1" >/dev/ttyS1; sleep 0.5; }
 # above would not.
 sed -i 's/^IPMI_CUSE_ARGS="/IPMI_CUSE_ARGS="--inline-max=30s /' /etc/default/ipmi-cuse
 systemctl restart ipmi-cuse
-started() { n=0; until grep -q "$2" "$1" || [ $n -ge $3 ]; do sleep 0.1; n=$((n+1)); done; }
 # 1. An upgrade (SIGHUP) while SEND is in flight; the BMC is fast again as
 # soon as SEND returns (the new process's Get Device ID must not wait).
 bmc 3000
+old=$(mp)
 rm -f /tmp/send.go; $P sendinflight -trigger /tmp/send.go >/tmp/si1.out 2>&1 & si=$!
-started /tmp/si1.out sending 300; sleep 0.3
-old=$(mp); echo "send-reload: sighup at $(up)"
+started /tmp/si1.out sending 300; sleep 0.2
+echo "send-reload: sighup at $(up)"
 kill -HUP $old
 started /tmp/si1.out 'send start' 200; bmc 0
 n=0; while [ "$(mp)" = "$old" ] && [ $n -lt 1200 ]; do sleep 0.05; n=$((n+1)); done
 echo "send-reload: $old -> $(mp)"
 wait $si; sed 's/^/send-reload: /' /tmp/si1.out
-# 2. A kill while SEND is in flight; the BMC is fast again at once.
-bmc 5000
+# 2. A kill (SIGKILL to the main process, as systemctl kill sends it, but
+# at once) while SEND is in flight; the BMC is fast again at once.
+bmc 6000
+old=$(mp)
 rm -f /tmp/send.go; $P sendinflight -trigger /tmp/send.go >/tmp/si2.out 2>&1 & si=$!
-started /tmp/si2.out sending 300; sleep 0.3
-old=$(mp); echo "send-kill: kill at $(up)"
-systemctl kill -s KILL ipmi-cuse
+started /tmp/si2.out sending 300; sleep 0.2
+echo "send-kill: kill at $(up)"
+kill -KILL $old
 bmc 0
 n=0; until [ "$(mp)" != "$old" ] && [ "$(mp)" != 0 ]; do sleep 0.05; n=$((n+1)); [ $n -gt 1200 ] && break; done
 echo "send-kill: $old -> $(mp)"

@@ -110,8 +110,8 @@ P=/usr/bin/ipmiprobe
 mp() { systemctl show -p MainPID --value ipmi-cuse; }
 dev() { echo "$(stat -c %t:%T /dev/ipmi0) $(stat -c %t:%T /dev/ipmi1)"; }
 echo "devices $(dev)"
-$P hold -dev /dev/ipmi0 -for 600s -interval 100ms -wait 5s >/tmp/h0.out 2>&1 & h0=$!
-$P hold -dev /dev/ipmi1 -for 600s -interval 100ms -wait 5s >/tmp/h1.out 2>&1 & h1=$!
+$P hold -dev /dev/ipmi0 -for 600s -interval 100ms -wait 10s >/tmp/h0.out 2>&1 & h0=$!
+$P hold -dev /dev/ipmi1 -for 600s -interval 100ms -wait 10s >/tmp/h1.out 2>&1 & h1=$!
 sleep 3
 old=$(mp)
 systemctl reload ipmi-cuse
@@ -122,7 +122,7 @@ old=$(mp)
 systemctl kill -s KILL ipmi-cuse
 n=0; until [ "$(mp)" != "$old" ] && [ "$(mp)" != 0 ] && ipmitool -d 1 raw 6 1 >/dev/null 2>&1; do sleep 0.05; n=$((n+1)); [ $n -gt 1200 ] && break; done
 echo "kill: $old -> $(mp) devices $(dev)"
-sleep 5
+sleep 3
 kill $h0 $h1; wait $h0; wait $h1
 sed 's/^/ipmi0: /' /tmp/h0.out; sed 's/^/ipmi1: /' /tmp/h1.out
 `
