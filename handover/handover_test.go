@@ -1,12 +1,15 @@
 package handover
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"hash/crc32"
 	"reflect"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/ipmi-cuse/ipmi-cuse/cuse"
 	"github.com/ipmi-cuse/ipmi-cuse/ioctl"
@@ -147,4 +150,63 @@ func FuzzRestore(f *testing.F) {
 			}
 		}
 	})
+}
+
+// echo is a BMC that answers every request at once with completion code 0.
+type echo struct{}
+
+func (echo) Transact(msg, resp []byte, _ time.Time) ([]byte, error) {
+	return append(resp[:0], msg[0]|4, msg[1], 0), nil
+}
+
+// roundTrip runs Get Device ID through e and reports whether it completed.
+func roundTrip(e *sched.Engine) bool {
+	done := make(chan error, 1)
+	r := &sched.Request{Owner: 1, Deadline: time.Now().Add(10 * time.Second), Msg: []byte{0x06 << 2, 0x01},
+		Resp: make([]byte, 0, 64), Done: func(r *sched.Request) { done <- r.Err }}
+	if err := e.Submit(r); err != nil {
+		return false
+	}
+	select {
+	case err := <-done:
+		return err == nil
+	case <-time.After(10 * time.Second):
+		return false
+	}
+}
+
+// TestFreezeUndoesEveryEngine: when a further interface's engine cannot
+// stop (here: closed) or the state cannot be built, Freeze fails and every
+// engine it had paused serves again; nothing stays held.
+func TestFreezeUndoesEveryEngine(t *testing.T) {
+	e0, e1, e2 := sched.New(echo{}, sched.Config{}), sched.New(echo{}, sched.Config{}), sched.New(echo{}, sched.Config{})
+	defer e0.Close()
+	defer e1.Close()
+	e2.Close()
+	newDev := func(e *sched.Engine) *ioctl.Device { return ioctl.NewDevice(ioctl.Config{Submit: e.Submit}) }
+	h0, h1 := msghandler.New(msghandler.Config{}), msghandler.New(msghandler.Config{})
+	defer h0.Close()
+	defer h1.Close()
+	for _, tc := range []struct {
+		name string
+		more []Interface
+		want string
+	}{
+		// ipmi2's engine is closed: it cannot pause.
+		{"engine fails to pause", []Interface{{Device: "ipmi1", Engine: e1, IPMI: newDev(e1), Handler: h1},
+			{Device: "ipmi2", Engine: e2, IPMI: newDev(e2)}}, "draining the engine of interface 2"},
+		// ipmi1 has no CUSE device in Devices: the state is inconsistent.
+		{"state refused", []Interface{{Device: "ipmi1", Engine: e1, IPMI: newDev(e1), Handler: h1}}, "serialising"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := &Daemon{Engine: e0, IPMI: newDev(e0), Handler: h0, More: tc.more}
+			_, err := d.Freeze(context.Background())
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Freeze = %v, want an error about %q", err, tc.want)
+			}
+			if !roundTrip(e0) || !roundTrip(e1) {
+				t.Error("an engine stayed paused after the failed freeze")
+			}
+		})
+	}
 }
