@@ -78,6 +78,10 @@ func (s *Server) dispatch(msg []byte) {
 		s.log.Warn("cuse: dropping request with unique 0", "op", opName(hdr.Opcode), "len", len(msg))
 		return
 	}
+	if s.sweep && hdr.Unique&(uniqueInterrupt|uniqueResend) == 0 {
+		s.sweep = false
+		s.sweepOrphans(hdr.Unique)
+	}
 	if int(hdr.Length) != len(msg) {
 		s.log.Warn("cuse: request length does not match header", "op", opName(hdr.Opcode),
 			"unique", hdr.Unique, "header_len", hdr.Length, "read", len(msg))

@@ -103,6 +103,11 @@ func (s *Server) restore(r *Resume) {
 	}
 	s.mu.Unlock()
 	s.log.Info("cuse: serving a channel initialised by an earlier process", "files", len(r.Files), "resend", r.Resend)
+	// After a crash (Resend), answer what the dead process left in the
+	// kernel's processing list once the first new request shows where the
+	// kernel's request ids stand (sweepOrphans). After a resend that list
+	// is empty, so this costs failed writes and nothing else.
+	s.sweep = r.Resend
 	if r.Resend {
 		h := fuse.OutHeader{Length: outHeaderSize, Status: notifyResend}
 		// Written directly: an older kernel refuses the unknown
@@ -338,6 +343,47 @@ func (s *Server) Channel() *os.File {
 	s.pmu.Lock()
 	defer s.pmu.Unlock()
 	return s.ch
+}
+
+// Request ids (fuse_in_header.unique) as Linux allocates them for
+// ordinary requests: one counter per connection, stepped by two (bit 0
+// marks an INTERRUPT's id), and bit 63 marks a request sent again after
+// FUSE_NOTIFY_RESEND.
+const (
+	uniqueStep      = 2
+	uniqueInterrupt = 1
+	uniqueResend    = 1 << 63
+)
+
+// orphanSweep is how many request ids below the first new request
+// sweepOrphans answers: more than the previous process can have had read
+// and unanswered at once, except blocking reads older than that (those
+// still get out through answerOrphan when interrupted).
+const orphanSweep = 1024
+
+// sweepOrphans runs on a server resumed after a crash, on the first
+// ordinary request it reads, whose id is first. The kernel queues requests
+// in id order and the reader takes them in that order, so every request
+// the dead process read and never answered has a lower id, and every
+// request with a lower id is either answered already or one of those.
+// Kernels without FUSE_NOTIFY_RESEND (before 6.9) keep waiting for them,
+// and their callers stay blocked until a signal; this answers each one
+// EINTR, as an interrupted call ends, so no caller stays blocked on a
+// process that is gone. The kernel refuses a reply to an id it is not
+// waiting for (ENOENT), so the sweep answers nothing else. The answer is
+// blind to what the request was: an ioctl or read returns EINTR, a poll
+// reports POLLERR.
+func (s *Server) sweepOrphans(first uint64) {
+	n := 0
+	for i := uint64(1); i <= orphanSweep && first > i*uniqueStep; i++ {
+		if s.sendErr(first-i*uniqueStep, syscall.EINTR) == nil {
+			n++
+		}
+	}
+	if n > 0 {
+		s.log.Warn("cuse: answered EINTR to requests the previous process left unanswered when it died (this kernel cannot send them again)",
+			"requests", n, "first_new", first)
+	}
 }
 
 // orphanGrace is how long a resumed server waits for the request an

@@ -360,3 +360,52 @@ func TestResumedAnswersOrphanedInterrupt(t *testing.T) {
 	time.Sleep(orphanGrace + 200*time.Millisecond)
 	fresh.noReply(orphan)
 }
+
+// TestResumedSweepsOrphans: a server resumed after a crash (Resend)
+// answers EINTR, on the first ordinary request it reads, to every id below
+// it within orphanSweep (the kernel refuses those it does not wait for),
+// and to nothing else; interrupts and resent requests do not start the
+// sweep; an upgrade's resumed server (no Resend) sweeps nothing.
+func TestResumedSweepsOrphans(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		r     Resume
+		sweep bool
+	}{
+		{"crash", Resume{Resend: true}, true},
+		{"upgrade", Resume{}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := startResumed(t, &testDevice{}, tc.r)
+			if tc.r.Resend {
+				k.nextNotify()
+			}
+			const first = 10000
+			// Neither an interrupt nor a resent request starts the sweep.
+			k.sendAs(first+1, opInterrupt, interruptInBody(first-2))
+			resent := uint64(1)<<63 | (first - 4)
+			k.sendAs(resent, opFlush, make([]byte, 24))
+			if status, _ := k.reply(resent); status != 0 {
+				t.Errorf("resent FLUSH: %d", status)
+			}
+			k.sendAs(first, opFlush, make([]byte, 24))
+			if status, _ := k.reply(first); status != 0 {
+				t.Errorf("first new request: %d, want served", status)
+			}
+			if !tc.sweep {
+				k.noReply(first - 6)
+				return
+			}
+			for _, u := range []uint64{first - 2, first - 6, first - 2*orphanSweep} {
+				if status, _ := k.reply(u); status != -int32(syscall.EINTR) {
+					t.Errorf("id %d below the first new request: %d, want -EINTR", u, status)
+				}
+			}
+			k.noReply(first - 2*orphanSweep - 2)
+			// Only once: a later request sweeps nothing.
+			k.sendAs(first+20, opFlush, make([]byte, 24))
+			k.reply(first + 20)
+			k.noReply(first + 18)
+		})
+	}
+}

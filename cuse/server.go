@@ -120,6 +120,10 @@ type Server struct {
 	// resumed is set when serving a channel another process initialised
 	// (ServeResumed): unknown file handles are then adopted.
 	resumed bool // guarded by mu
+	// sweep is set on a server resumed after a crash until the first
+	// ordinary request arrives, which triggers sweepOrphans. Only the
+	// reader goroutine uses it.
+	sweep bool
 	// pause is the hand-over in progress (Pause), nil while serving.
 	pmu   sync.Mutex
 	pause *pauseState

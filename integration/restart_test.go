@@ -200,8 +200,20 @@ journal ipmi-cuse
 	if hold != nil {
 		holdErrs, _ = strconv.Atoi(hold[4])
 	}
-	if hold == nil || hold[2] == "0" || holdErrs != eagain || regexp.MustCompile(`info: hold (send_|stale|recv_[^E])`).MatchString(stdout) {
-		t.Errorf("client holding one file across everything: %v (want replies, and no error but EAGAIN after a kill)", hold)
+	// On 6.1 a request of the client's that the dead process had read is
+	// answered EINTR by the restarted one (cuse's orphan sweep): the
+	// kernel cannot send it again.
+	eintr, rest := 0, stdout
+	if k == testbed.Kernel61 {
+		re := regexp.MustCompile(`(?m)^info: hold (?:send|recv)_EINTR=(\d+)$`)
+		for _, m := range re.FindAllStringSubmatch(stdout, -1) {
+			n, _ := strconv.Atoi(m[1])
+			eintr += n
+		}
+		rest = re.ReplaceAllString(stdout, "")
+	}
+	if hold == nil || hold[2] == "0" || holdErrs != eagain+eintr || regexp.MustCompile(`info: hold (send_|stale|recv_[^E])`).MatchString(rest) {
+		t.Errorf("client holding one file across everything: %v (want replies, and no error but EAGAIN after a kill, or EINTR on 6.1)", hold)
 	}
 	// Upgrades lose nothing; kills may lose what was in flight.
 	flood := regexp.MustCompile(`flood clients=\d+ depth=\d+ sent=(\d+) answered=(\d+) lost=(\d+) misrouted=(\d+) ebusy=\d+ send_errors=(\d+) recv_errors=(\d+)`).FindStringSubmatch(stdout)
@@ -221,7 +233,10 @@ journal ipmi-cuse
 		t.Errorf("the read in flight at the kill: %v, want it to end with EINTR when interrupted", inflight)
 	}
 	resent := strings.Contains(j, "asked the kernel to send again")
-	orphaned := strings.Contains(j, "answered EINTR to an interrupted request the previous process left unanswered")
+	// The orphan is answered when it is interrupted, or before that by
+	// the sweep at the first new request.
+	orphaned := strings.Contains(j, "answered EINTR to an interrupted request the previous process left unanswered") ||
+		strings.Contains(j, "answered EINTR to requests the previous process left unanswered")
 	switch {
 	case k == testbed.Kernel612 && (!resent || orphaned):
 		t.Errorf("6.12: journal says resent=%v orphan-answered=%v, want the request sent again", resent, orphaned)
@@ -340,7 +355,10 @@ if kill -0 $wr 2>/dev/null; then
 else
 	echo "inflight: $(grep 'read ended\|read [0-9]' /tmp/wdread.out | tr 'A-Z' 'a-z')"
 fi
-kill $hold; wait $hold; cat /tmp/hold.out /tmp/hold.err
+kill $hold
+n=0; while kill -0 $hold 2>/dev/null && [ $n -lt 150 ]; do sleep 0.1; n=$((n+1)); done
+if kill -0 $hold 2>/dev/null; then echo "info: hold still blocked 15 s after SIGTERM"; kill -KILL $hold; fi
+wait $hold; cat /tmp/hold.out /tmp/hold.err
 # An IPMI SEND in flight: with the BMC slowed down the idle daemon runs the
 # transaction before it answers SEND, so SEND blocks for the BMC's delay.
 # The host sets the delay when it sees the line on ttyS1.
