@@ -168,7 +168,9 @@ func TestSilentBMCLongBusy(t *testing.T) {
 // A slow BMC within the response time is just slow; past the deadline the
 // transaction ends with a timeout, bounded by the deadline.
 func TestLatencyAndDeadline(t *testing.T) {
-	h, b, _ := newPair(t, btbmc.Config{}, bt.Config{ResponseTimeout: time.Second, Retries: -1})
+	// The response time is far beyond the deadline, so the bound below
+	// tells the two apart however slowly a loaded machine runs the test.
+	h, b, _ := newPair(t, btbmc.Config{}, bt.Config{ResponseTimeout: time.Minute, Retries: -1})
 	b.SetLatency(20 * time.Millisecond)
 	if _, err := h.Transact(getDeviceID, nil, time.Now().Add(5*time.Second)); err != nil {
 		t.Fatal(err)
@@ -179,8 +181,8 @@ func TestLatencyAndDeadline(t *testing.T) {
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("err %v, want a timeout", err)
 	}
-	if el := time.Since(start); el > 900*time.Millisecond {
-		t.Errorf("took %v, past the 50ms deadline and short of the 1s response time", el)
+	if el := time.Since(start); el > 30*time.Second {
+		t.Errorf("took %v: the 50ms deadline did not end it before the 1 min response time", el)
 	}
 }
 

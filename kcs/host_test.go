@@ -227,6 +227,10 @@ const (
 
 func TestFaults(t *testing.T) {
 	cfg := fastCfg()
+	// patient is for a BMC that is slow but within the timeouts: its
+	// latencies are wall-clock time, so fastCfg's 30 ms waits would turn a
+	// test goroutine descheduled on a loaded machine into a timeout.
+	patient := kcs.Config{WaitTimeout: 5 * time.Second, TransactionTimeout: 20 * time.Second, ErrorStatusWait: 20 * time.Millisecond}
 	for _, tc := range []struct {
 		name       string
 		cfg        kcs.Config
@@ -237,8 +241,8 @@ func TestFaults(t *testing.T) {
 		code       uint8
 		recoveries bool // at least one recovery expected
 	}{
-		{name: "byte latency", fault: func(b *kcsbmc.BMC) { b.SetByteLatency(100 * time.Microsecond) }, want: wantOK},
-		{name: "message latency", fault: func(b *kcsbmc.BMC) { b.SetMessageLatency(10 * time.Millisecond) }, want: wantOK},
+		{name: "byte latency", cfg: patient, fault: func(b *kcsbmc.BMC) { b.SetByteLatency(100 * time.Microsecond) }, want: wantOK},
+		{name: "message latency", cfg: patient, fault: func(b *kcsbmc.BMC) { b.SetMessageLatency(10 * time.Millisecond) }, want: wantOK},
 		{name: "message latency beyond wait timeout", fault: func(b *kcsbmc.BMC) { b.SetMessageLatency(time.Hour) },
 			want: wantTimeout, recoveries: true},
 		{name: "message latency beyond caller deadline", fault: func(b *kcsbmc.BMC) { b.SetMessageLatency(time.Hour) },
