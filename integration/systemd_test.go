@@ -50,6 +50,9 @@ thread_caps $pid >/tmp/caps; run caps 10 cat /tmp/caps
 run fds 10 ls -l /proc/$pid/fd
 if [ "$(systemctl show -p CanReload --value ipmi-cuse)" = yes ]; then
 	run reload 120 systemctl reload ipmi-cuse
+	# The reload job ends before the new process has dropped its
+	# privileges: check its threads once it says it serves.
+	n=0; until journalctl -b -u ipmi-cuse --no-pager | grep -q 'serving the devices taken over' || [ $n -ge 200 ]; do sleep 0.1; n=$((n+1)); done
 	thread_caps $(main_pid ipmi-cuse) >/tmp/caps; run caps_after_reload 10 cat /tmp/caps
 	run mc_info_after_reload 60 ipmitool mc info
 fi
@@ -71,6 +74,7 @@ awk '$5=="/proc/sys"||$5=="/sys"||$5=="/proc/sysrq-trigger"{split($6,o,",");m[$5
 run panic_mounts 10 cat /tmp/mounts
 if [ "$(systemctl show -p CanReload --value ipmi-cuse)" = yes ]; then
 	run panic_reload 120 systemctl reload ipmi-cuse
+	n=0; until [ "$(journalctl -b -u ipmi-cuse --no-pager | grep -c 'serving the devices taken over')" -ge 2 ] || [ $n -ge 200 ]; do sleep 0.1; n=$((n+1)); done
 	ls -l /proc/$(main_pid ipmi-cuse)/fd >/tmp/fds; run panic_sysrq_fd_after_reload 10 grep -c sysrq-trigger /tmp/fds
 fi
 run panic_stop 60 systemctl stop ipmi-cuse

@@ -78,9 +78,16 @@ journal() {
 # run cannot time it; redirect it to a file and run cat on that.)
 thread_caps() {
 	for t in /proc/$1/task/*; do
-		printf '%s' "${t##*/}"
-		grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs):' "$t/status" | while read -r k v; do printf ' %s%s' "$k" "$v"; done
-		echo
+		# A read that finds nothing is tried again (seen under a quiet
+		# 6.12 guest right after the daemon started); a thread that is
+		# gone holds nothing and is left out.
+		i=0; l=''
+		while [ -z "$l" ] && [ -d "$t" ] && [ $i -lt 5 ]; do
+			l=$(grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs):' "$t/status" 2>/dev/null | while read -r k v; do printf ' %s%s' "$k" "$v"; done)
+			i=$((i+1)); [ -z "$l" ] && sleep 0.1
+		done
+		[ -d "$t" ] || continue
+		printf '%s%s\n' "${t##*/}" "$l"
 	done
 }
 # main_pid UNIT: print the unit's main PID (0 if none).
