@@ -65,9 +65,19 @@ M() { wget -q -O - http://127.0.0.1:9101/metrics; }
 // daemon holds no capability after start and after a reload, and the
 // metrics scraped after a known workload (N requests, one watchdog
 // pretimeout, one BMC outage injected at the simulated BMC) match it.
+// lintian reports neither an error nor a warning on the package.
 func TestDebianPackage(t *testing.T) {
 	env := testEnvKernel(t, testbed.Kernel61)
 	deb := buildDeb(t)
+
+	t.Run("lintian", func(t *testing.T) {
+		// provision.sh installs lintian; a package with a lintian error or
+		// warning is not what Debian's tools accept.
+		out, err := exec.Command("lintian", "--fail-on", "error,warning", deb).CombinedOutput()
+		if err != nil {
+			t.Errorf("lintian %s: %v\n%s", filepath.Base(deb), err, out)
+		}
+	})
 
 	t.Run("corpus", func(t *testing.T) {
 		var b strings.Builder

@@ -17,7 +17,7 @@ set -euo pipefail
 
 CACHE=${IPMI_CUSE_CACHE:-/var/cache/ipmi-cuse-testbed}
 PACKAGES=(qemu-system-x86 busybox-static ipmitool freeipmi-tools freeipmi-bmc-watchdog cpio
-	systemd libsystemd-shared kmod dpkg libc-bin tar xz-utils)
+	systemd libsystemd-shared kmod dpkg libc-bin tar xz-utils lintian)
 # Other installers may hold the dpkg lock (CI, or several test runs at once).
 APT=(apt-get -o DPkg::Lock::Timeout=600)
 
