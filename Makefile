@@ -68,6 +68,10 @@ vm: provision
 # part of `make test`. IPMI_CUSE_BENCH_N=N sets the requests per row
 # (default 1000), IPMI_CUSE_BENCH_ROUNDS the interleaved rounds (3), and
 # IPMI_CUSE_BENCH_QUICK=1 measures only the CUSE servers, C client, depth 1.
+# The table gives each server's CPU time per round trip (its threads'
+# schedstat) and the guest's idle time. IPMI_CUSE_BENCH_PERF=1 puts the
+# host's perf (linux-perf) in the guest: the servers' system calls per
+# round trip (perf stat) and a CPU profile of each (perf record -g).
 bench-vm: provision
 	IPMI_CUSE_VM=1 IPMI_CUSE_BENCH=1 $(GO) test -count=1 -timeout $(VM_TIMEOUT) -run '^TestBenchVM$$' -v ./integration/
 

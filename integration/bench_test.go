@@ -3,6 +3,7 @@ package integration
 import (
 	"encoding/base64"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,6 +33,13 @@ type benchResult struct {
 	total              int     // requests the counters cover (warm-up included)
 	syscr, syscw       float64 // the server's read and write system calls
 	ctx, nvctx         float64 // its threads' voluntary and involuntary context switches
+	cpuNs              float64 // its threads' CPU time (schedstat), ns
+	idleMs             float64 // the guest's idle time meanwhile, ms (10 ms ticks)
+	// syscalls are the server's system calls by name as perf stat counted
+	// them (IPMI_CUSE_BENCH_PERF=1, C client, depth 1; "all": every one);
+	// nil when not counted.
+	syscalls           map[string]float64
+	sysTotal           int     // requests the syscalls cover (warm-up included)
 	cuseReqs, notifies float64 // CUSE requests and poll notifications the server counted (-1: unknown)
 }
 
@@ -45,7 +53,7 @@ func parseBench(out []byte) (benchResult, error) {
 }
 
 // benchSrvRe matches benchsrv.sh's fields after a bench line.
-var benchSrvRe = regexp.MustCompile(`server=(\S+) client=(\S+) total=(\d+) syscr=(-?\d+) syscw=(-?\d+) ctxsw=(-?\d+) nvcsw=(-?\d+)(.*)`)
+var benchSrvRe = regexp.MustCompile(`server=(\S+) client=(\S+) total=(\d+) syscr=(-?\d+) syscw=(-?\d+) ctxsw=(-?\d+) nvcsw=(-?\d+) cpu_ns=(-?\d+) idle_ms=(-?\d+)(.*)`)
 
 // parseBenchSrv parses every line benchsrv.sh printed.
 func parseBenchSrv(out []byte) ([]benchResult, error) {
@@ -64,16 +72,25 @@ func parseBenchSrv(out []byte) ([]benchResult, error) {
 		}
 		num := func(s string) float64 { v, _ := strconv.ParseFloat(s, 64); return v }
 		r.server, r.client, r.total = m[1], m[2], int(num(m[3]))
-		r.syscr, r.syscw, r.ctx, r.nvctx = num(m[4]), num(m[5]), num(m[6]), num(m[7])
+		r.syscr, r.syscw, r.ctx, r.nvctx, r.cpuNs = num(m[4]), num(m[5]), num(m[6]), num(m[7]), num(m[8])
+		r.idleMs = num(m[9])
 		r.cuseReqs, r.notifies = -1, -1
-		for _, kv := range strings.Fields(m[8]) {
+		for _, kv := range strings.Fields(m[10]) {
 			k, v, _ := strings.Cut(kv, "=")
-			switch k {
-			case "requests", "cuse_requests":
+			switch {
+			case k == "requests", k == "cuse_requests":
 				r.cuseReqs = num(v)
-			case "notifies", "cuse_notifies":
+			case k == "notifies", k == "cuse_notifies":
 				r.notifies = num(v)
+			case strings.HasPrefix(k, "sys_"):
+				if r.syscalls == nil {
+					r.syscalls = map[string]float64{}
+				}
+				r.syscalls[strings.TrimPrefix(k, "sys_")] = num(v)
 			}
+		}
+		if r.syscalls != nil {
+			r.sysTotal = r.total
 		}
 		rs = append(rs, r)
 	}
@@ -97,13 +114,26 @@ func parseBenchSrv(out []byte) ([]benchResult, error) {
 //	benchsrv.sh N ROUNDS "SERVERS" "CLIENTS" "DEPTHS"
 const benchSrv = `#!/bin/sh
 n=$1 rounds=$2 servers=$3 clients=$4 depths=$5 profile=$6 warm=50
+perfev=raw_syscalls:sys_enter
+if [ "$profile" = perf ]; then
+	mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null
+	echo "clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
+	for e in read write futex sched_yield epoll_pwait epoll_ctl nanosleep clock_gettime rt_sigprocmask rt_sigreturn madvise mmap munmap tgkill getpid ioctl pread64 pwrite64 ppoll iopl ioperm clock_nanosleep gettid sigaltstack; do
+		[ -d /sys/kernel/tracing/events/syscalls/sys_enter_$e ] && perfev=$perfev,syscalls:sys_enter_$e
+	done
+fi
 devof() { case $1 in kernel|kcs) echo /dev/ipmi0 ;; ref) echo /dev/ipmiref ;; sim) echo /dev/ipmisim ;; esac; }
+# idle: the guest's idle time in ms (the vCPU waiting for nothing), from
+# /proc/stat's idle and iowait ticks (USER_HZ is 100).
+idle() { awk '$1 == "cpu" {printf "%d", ($5 + $6) * 10}' /proc/stat; }
 counters() {
-	[ -z "$pid" ] && { echo "0 0 0 0"; return; }
+	[ -z "$pid" ] && { echo "0 0 0 0 0"; return; }
 	r=$(sed -n 's/^syscr: //p' /proc/$pid/io); w=$(sed -n 's/^syscw: //p' /proc/$pid/io); c=0; nc=0
 	for v in $(cat /proc/$pid/task/*/status | sed -n 's/^voluntary_ctxt_switches:[[:space:]]*//p'); do c=$((c+v)); done
 	for v in $(cat /proc/$pid/task/*/status | sed -n 's/^nonvoluntary_ctxt_switches:[[:space:]]*//p'); do nc=$((nc+v)); done
-	echo "$r $w $c $nc"
+	# CPU time of all its threads in ns (schedstat's first field: time on CPU).
+	cpu=$(cat /proc/$pid/task/*/schedstat | awk '{s+=$1} END {printf "%d", s}')
+	echo "$r $w $c $nc $cpu"
 }
 gone() { i=0; while [ -e $dev ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; }
 start() {
@@ -132,22 +162,42 @@ for client in $clients; do for depth in $depths; do
 		for server in $servers; do
 			dev=$(devof $server)
 			prof=
-			[ -n "$profile" ] && [ $client = c ] && [ $depth = 1 ] && prof=/tmp/cpu-$server.pprof
+			[ "$profile" = profile ] && [ $client = c ] && [ $depth = 1 ] && prof=/tmp/cpu-$server.pprof
 			start
-			set -- $(counters); r0=$1 w0=$2 c0=$3 n0=$4
-			if [ $client = c ]; then out=$(/bin/ipmibench -d $dev -n $n -depth $depth -warmup $warm)
+			# perf mode: the server's system calls counted (perf stat) in
+			# every round, C client at depth 1; its CPU sampled (perf
+			# record) in the last one.
+			wrap=
+			if [ "$profile" = perf ] && [ -n "$pid" ] && [ $client = c ] && [ $depth = 1 ]; then
+				wrap="perf stat -x , -o /tmp/pstat -e $perfev -p $pid --"
+				[ $round = $rounds ] && wrap="perf record -q -e cpu-clock -F 997 -g -o /tmp/perf-$server.data -p $pid --"
+			fi
+			rm -f /tmp/pstat
+			set -- $(counters); r0=$1 w0=$2 c0=$3 n0=$4 t0=$5 i0=$(idle)
+			if [ $client = c ]; then out=$($wrap /bin/ipmibench -d $dev -n $n -depth $depth -warmup $warm)
 			else out=$(/bin/ipmiprobe bench -dev $dev -n $n -depth $depth -warmup $warm); fi
 			rc=$?
-			set -- $(counters); r1=$1 w1=$2 c1=$3 n1=$4
+			i1=$(idle); set -- $(counters); r1=$1 w1=$2 c1=$3 n1=$4 t1=$5
 			stop
 			extra=
 			[ -n "$pid" ] && extra=$(grep -o '\(requests\|notifies\|kcs_transactions\|kcs_status_reads\|kcs_sleeps\|any_thread\|served_inline\)=[0-9a-z]*' /tmp/srv.log | tr '\n' ' ')
-			echo "$out server=$server client=$client total=$((n+warm)) syscr=$((r1-r0)) syscw=$((w1-w0)) ctxsw=$((c1-c0)) nvcsw=$((n1-n0)) round=$round $extra"
+			# perf stat -x: "count,,event,...": sys_NAME=count per event.
+			[ -s /tmp/pstat ] && extra="$extra $(awk -F, '$3 ~ /sys_enter/ {e=$3; sub(/.*sys_enter_?/, "", e); if (e == "") e = "all"; printf "sys_%s=%s ", e, $1}' /tmp/pstat)"
+			echo "$out server=$server client=$client total=$((n+warm)) syscr=$((r1-r0)) syscw=$((w1-w0)) ctxsw=$((c1-c0)) nvcsw=$((n1-n0)) cpu_ns=$((t1-t0)) idle_ms=$((i1-i0)) round=$round $extra"
 			[ $rc = 0 ] || { echo "benchsrv: $client client failed on $server"; cat /tmp/srv.log; exit 1; }
 		done
 	done
 done; done
-if [ -n "$profile" ]; then
+if [ "$profile" = perf ]; then
+	for server in $servers; do
+		[ -s /tmp/perf-$server.data ] || continue
+		echo "perfreport $server begin"
+		perf report -i /tmp/perf-$server.data --stdio --no-children --sort dso,sym -g none --percent-limit 0.4 2>/dev/null | grep -v '^#' | grep -v '^$'
+		echo "perfreport $server callers"
+		perf report -i /tmp/perf-$server.data --stdio --children --sort sym -g none --percent-limit 3 2>/dev/null | grep -v '^#' | grep -v '^$'
+		echo "perfreport $server end"
+	done
+elif [ -n "$profile" ]; then
 	for server in $servers; do
 		[ -s /tmp/cpu-$server.pprof ] && echo "profile $server $(base64 /tmp/cpu-$server.pprof | tr -d '\n')"
 	done
@@ -182,7 +232,9 @@ func buildC(t *testing.T, src, out string) {
 // with the servers' system calls, context switches and CUSE requests per
 // round trip, and the headline ratio ipmi-cuse KCS p50 / reference p50.
 // It runs only with IPMI_CUSE_VM=1 and IPMI_CUSE_BENCH=1 (`make bench-vm`);
-// IPMI_CUSE_BENCH_N sets the measured requests per row (default 1000). It
+// IPMI_CUSE_BENCH_N sets the measured requests per row (default 1000);
+// IPMI_CUSE_BENCH_PERF=1 adds perf's system call counts and CPU profiles
+// (see the Makefile). It
 // fails only when a run does not complete or has request errors: figures
 // from a shared machine under CPU emulation are reported, not asserted.
 func TestBenchVM(t *testing.T) {
@@ -220,6 +272,14 @@ func TestBenchVM(t *testing.T) {
 	profile := ""
 	if os.Getenv("IPMI_CUSE_BENCH_PROFILE") == "1" {
 		profile = "profile"
+	}
+	// IPMI_CUSE_BENCH_PERF=1 puts the host's perf in the guest, counts the
+	// servers' system calls (perf stat) under the C client at depth 1 and
+	// samples their CPU (perf record -g) in the last round: cheaper under
+	// TCG than the Go profiler's signals, and the same for the reference.
+	if os.Getenv("IPMI_CUSE_BENCH_PERF") == "1" {
+		profile = "perf"
+		maps.Copy(bins, perfBins(t))
 	}
 	srvCmd := func(servers []string) testbed.Command {
 		clients, depths := "c go", "1 8"
@@ -269,6 +329,7 @@ func TestBenchVM(t *testing.T) {
 				t.Fatalf("%s: %v", c.Name, err)
 			}
 			logProfiles(t, r.Stdout, daemonPath)
+			logPerfReports(t, r.Stdout)
 			for _, br := range rs {
 				if br.errors > 0 {
 					t.Errorf("%s, %s client, depth %d: %d request errors", br.server, br.client, br.depth, br.errors)
@@ -386,6 +447,7 @@ func mergeRounds(all []benchResult) []benchResult {
 	for _, k := range order {
 		rs := groups[k]
 		m := rs[0]
+		m.syscalls = maps.Clone(m.syscalls)
 		m.rate = median(rs, func(r benchResult) float64 { return r.rate })
 		m.p50us = median(rs, func(r benchResult) float64 { return r.p50us })
 		m.p99us = median(rs, func(r benchResult) float64 { return r.p99us })
@@ -397,6 +459,17 @@ func mergeRounds(all []benchResult) []benchResult {
 			m.syscw += r.syscw
 			m.ctx += r.ctx
 			m.nvctx += r.nvctx
+			m.cpuNs += r.cpuNs
+			m.idleMs += r.idleMs
+			if r.syscalls != nil {
+				if m.syscalls == nil {
+					m.syscalls = map[string]float64{}
+				}
+				for k, v := range r.syscalls {
+					m.syscalls[k] += v
+				}
+				m.sysTotal += r.total
+			}
 			if m.cuseReqs >= 0 && r.cuseReqs >= 0 {
 				m.cuseReqs += r.cuseReqs
 			}
@@ -437,8 +510,8 @@ func benchTable(all []benchResult, n, rounds int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nGet Device ID round trips, QEMU ipmi-bmc-sim + isa-ipmi-kcs, TCG, %d requests per row in %d interleaved rounds "+
 		"(rates and percentiles: the rounds' median; the servers' counters per round trip include 50 warm-up requests per round):\n\n", n, rounds)
-	b.WriteString("| server | client | depth | req/s | p50 (µs) | p99 (µs) | req/s vs kernel | p50 vs reference | CUSE requests | reads | writes | notifies | context switches (voluntary + involuntary) |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| server | client | depth | req/s | p50 (µs) | p99 (µs) | req/s vs kernel | p50 vs reference | server CPU (µs) | CPU vs reference | guest idle (µs) | CUSE requests | reads | writes | notifies | context switches (voluntary + involuntary) |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, client := range []string{"c", "go"} {
 		for _, d := range benchDepths {
 			for _, s := range benchServers {
@@ -446,7 +519,14 @@ func benchTable(all []benchResult, n, rounds int) string {
 				if r == nil {
 					continue
 				}
-				vsK, vsRef := "–", "–"
+				vsK, vsRef, cpu, cpuRef, idle := "–", "–", "–", "–", "–"
+				if s.key != "kernel" && r.total > 0 {
+					cpu = fmt.Sprintf("%.0f", r.cpuNs/1e3/float64(r.total))
+					idle = fmt.Sprintf("%.0f", r.idleMs*1e3/float64(r.total))
+					if ref := find("ref", client, d); ref != nil && ref.cpuNs > 0 && ref.total > 0 {
+						cpuRef = fmt.Sprintf("%.2f×", (r.cpuNs/float64(r.total))/(ref.cpuNs/float64(ref.total)))
+					}
+				}
 				if k := find("kernel", client, d); k != nil && k.rate > 0 {
 					vsK = fmt.Sprintf("%.3f", r.rate/k.rate)
 				}
@@ -454,8 +534,8 @@ func benchTable(all []benchResult, n, rounds int) string {
 					vsRef = fmt.Sprintf("%.2f×", r.p50us/ref.p50us)
 				}
 				cname := map[string]string{"c": "C", "go": "Go"}[client]
-				fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %.0f | %.0f | %s | %s | %s | %s | %s | %s | %s + %s |\n",
-					s.name, cname, d, r.rate, r.p50us, r.p99us, vsK, vsRef,
+				fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %.0f | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s + %s |\n",
+					s.name, cname, d, r.rate, r.p50us, r.p99us, vsK, vsRef, cpu, cpuRef, idle,
 					per(r.cuseReqs, r), per(r.syscr, r), per(r.syscw, r), per(r.notifies, r), per(r.ctx, r), per(r.nvctx, r))
 			}
 		}
@@ -463,7 +543,12 @@ func benchTable(all []benchResult, n, rounds int) string {
 	if k, ref := find("kcs", "c", 1), find("ref", "c", 1); k != nil && ref != nil && ref.p50us > 0 {
 		fmt.Fprintf(&b, "\nHeadline: ipmi-cuse on the emulated KCS, C client, depth 1: p50 %.0f µs = %.2f× the reference server's %.0f µs (goal 1.3×).\n",
 			k.p50us, k.p50us/ref.p50us, ref.p50us)
+		if k.total > 0 && ref.total > 0 && ref.cpuNs > 0 {
+			kc, rc := k.cpuNs/float64(k.total), ref.cpuNs/float64(ref.total)
+			fmt.Fprintf(&b, "Server CPU time per round trip: %.0f µs = %.2f× the reference's %.0f µs.\n", kc/1e3, kc/rc, rc/1e3)
+		}
 	}
+	b.WriteString(syscallTable(all))
 	return b.String()
 }
 
@@ -515,6 +600,122 @@ func TestRoundRatios(t *testing.T) {
 			}
 			if tt.want == nil && strings.Contains(got, "\n- ") {
 				t.Errorf("ratios without a reference:\n%s", got)
+			}
+		})
+	}
+}
+
+// syscallNames are the system calls syscallTable gives a column of their
+// own, in order; the rest are summed as "other".
+var syscallNames = []string{"read", "write", "futex", "sched_yield", "epoll_pwait", "nanosleep", "clock_gettime", "rt_sigprocmask", "rt_sigreturn", "tgkill", "madvise", "ioperm", "iopl"}
+
+// syscallTable formats the servers' system calls per round trip that perf
+// stat counted (IPMI_CUSE_BENCH_PERF=1), or "" when none were.
+func syscallTable(all []benchResult) string {
+	var b strings.Builder
+	for _, s := range benchServers {
+		for i := range all {
+			r := &all[i]
+			if r.server != s.key || r.syscalls == nil || r.sysTotal == 0 {
+				continue
+			}
+			if b.Len() == 0 {
+				b.WriteString("\nThe servers' system calls per round trip (perf stat -p, C client, depth 1, every round but the last):\n\n| server | all | ")
+				b.WriteString(strings.Join(syscallNames, " | "))
+				b.WriteString(" | other |\n|---|---|")
+				b.WriteString(strings.Repeat("---|", len(syscallNames)+1))
+				b.WriteString("\n")
+			}
+			per := func(v float64) string { return fmt.Sprintf("%.1f", v/float64(r.sysTotal)) }
+			fmt.Fprintf(&b, "| %s | %s |", s.name, per(r.syscalls["all"]))
+			other := r.syscalls["all"]
+			for _, n := range syscallNames {
+				other -= r.syscalls[n]
+				fmt.Fprintf(&b, " %s |", per(r.syscalls[n]))
+			}
+			fmt.Fprintf(&b, " %s |\n", per(other))
+		}
+	}
+	return b.String()
+}
+
+// perfReportRe matches the perf report sections benchsrv.sh prints in perf
+// mode.
+var perfReportRe = regexp.MustCompile(`(?s)perfreport (\S+) begin\n(.*?)perfreport (\S+) end\n`)
+
+// logPerfReports logs the perf report sections in out.
+func logPerfReports(t *testing.T, out []byte) {
+	t.Helper()
+	for _, m := range perfReportRe.FindAllSubmatch(out, -1) {
+		t.Logf("perf record -e cpu-clock -g of %s, C client, depth 1, last round (self; then with children):\n%s", m[1], m[2])
+	}
+	for _, m := range regexp.MustCompile(`(?m)^clocksource .*$`).FindAll(out, 1) {
+		t.Logf("guest %s", m)
+	}
+}
+
+// perfBins returns the host's perf (Debian's linux-perf) with its shared
+// libraries, as guest paths to host files, for IPMI_CUSE_BENCH_PERF=1.
+func perfBins(t *testing.T) map[string]string {
+	t.Helper()
+	perf, err := exec.LookPath("perf")
+	if err != nil {
+		t.Fatalf("IPMI_CUSE_BENCH_PERF=1 needs perf on the host (apt-get install linux-perf): %v", err)
+	}
+	out, err := exec.Command("ldd", perf).Output()
+	if err != nil {
+		t.Fatalf("ldd %s: %v", perf, err)
+	}
+	bins := map[string]string{"/usr/bin/perf": perf}
+	for _, m := range regexp.MustCompile(`(?:=>\s*)?(/\S+)\s+\(0x[0-9a-f]+\)`).FindAllStringSubmatch(string(out), -1) {
+		real, err := filepath.EvalSymlinks(m[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		bins[m[1]] = real
+	}
+	return bins
+}
+
+// TestParseBenchSrv checks that benchsrv.sh's counters, perf stat's system
+// calls included, reach the table per round trip.
+func TestParseBenchSrv(t *testing.T) {
+	line := func(server, extra string) string {
+		return "bench depth=1 n=90 errors=0 elapsed_ms=1.0 req_per_s=500 p50_us=2000 p99_us=3000 server=" + server +
+			" client=c total=100 syscr=600 syscw=700 ctxsw=30 nvcsw=570 cpu_ns=85000000 idle_ms=20 round=1 " + extra + "\n"
+	}
+	tests := []struct {
+		name  string
+		out   string
+		want  []string
+		avoid []string
+	}{
+		{"counters", line("ref", "requests=600 notifies=100"), []string{
+			"| reference C CUSE server (canned reply) | C | 1 | 500 | 2000 | 3000 | – | 1.00× | 850 | 1.00× | 200 | 6.0 | 6.0 | 7.0 | 1.0 | 0.3 + 5.7 |",
+		}, []string{"system calls per round trip"}},
+		{"system calls", line("ref", "requests=600 sys_all=1500 sys_read=600 sys_write=700") +
+			line("kcs", "cuse_requests=600 sys_all=1800 sys_read=610 sys_write=700 sys_futex=40 sys_nanosleep=50"), []string{
+			"| reference C CUSE server (canned reply) | 15.0 | 6.0 | 7.0 | 0.0 |",
+			"| ipmi-cuse, emulated KCS | 18.0 | 6.1 | 7.0 | 0.4 | 0.0 | 0.0 | 0.5 |",
+			"Server CPU time per round trip: 850 µs = 1.00× the reference's 850 µs.",
+		}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rs, err := parseBenchSrv([]byte(tt.out))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := benchTable(mergeRounds(rs), 90, 1)
+			for _, w := range tt.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("missing %q in\n%s", w, got)
+				}
+			}
+			for _, a := range tt.avoid {
+				if strings.Contains(got, a) {
+					t.Errorf("unexpected %q in\n%s", a, got)
+				}
 			}
 		})
 	}
