@@ -13,17 +13,29 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
-// minInSize is the size of each handled opcode's fixed request struct after
-// the header: requests shorter than that are malformed.
-var minInSize = map[uint32]int{
-	opOpen:      openInSize,
-	opRead:      readInSize,
-	opWrite:     writeInSize,
-	opRelease:   releaseInSize,
-	opFlush:     24, // struct fuse_flush_in
-	opInterrupt: interruptInSize,
-	opIoctl:     ioctlInSize,
-	opPoll:      pollInSize,
+// minInSize returns the size of a handled opcode's fixed request struct
+// after the header (requests shorter than that are malformed), and false
+// for other opcodes. A switch, not a map: it runs for every request.
+func minInSize(op uint32) (int, bool) {
+	switch op {
+	case opOpen:
+		return openInSize, true
+	case opRead:
+		return readInSize, true
+	case opWrite:
+		return writeInSize, true
+	case opRelease:
+		return releaseInSize, true
+	case opFlush:
+		return 24, true // struct fuse_flush_in
+	case opInterrupt:
+		return interruptInSize, true
+	case opIoctl:
+		return ioctlInSize, true
+	case opPoll:
+		return pollInSize, true
+	}
+	return 0, false
 }
 
 // opName names opcodes in logs.
@@ -88,7 +100,7 @@ func (s *Server) dispatch(msg []byte) {
 		s.sendErr(hdr.Unique, syscall.EIO)
 		return
 	}
-	if want, ok := minInSize[hdr.Opcode]; ok && len(msg) < inHeaderSize+want {
+	if want, ok := minInSize(hdr.Opcode); ok && len(msg) < inHeaderSize+want {
 		s.log.Warn("cuse: request too short for its opcode", "op", opName(hdr.Opcode),
 			"unique", hdr.Unique, "len", len(msg), "want", inHeaderSize+want)
 		if hdr.Opcode != opInterrupt {
@@ -346,21 +358,21 @@ func (s *Server) ioctl(ctx context.Context, hdr *fuse.InHeader, msg []byte, din 
 	din.reset(in.Cmd, in.Arg, in.Flags, data, in.OutSize)
 	out := of.file.Ioctl(ctx, din)
 	din.In = nil // the reader's buffer: keep no reference to it
-	bp := getMsg()
+	bp := s.getMsg()
 	reply, errno, problem := ioctlReply((*bp)[:outHeaderSize], &in, &out)
 	if problem != "" {
 		s.log.Warn("cuse: device ioctl reply rejected: "+problem, "cmd", fmt.Sprintf("%#x", in.Cmd),
 			"errno", errno, "unique", hdr.Unique)
 	}
 	if errno != 0 {
-		putMsg(bp, reply)
+		s.putMsg(bp, reply)
 		s.sendErr(hdr.Unique, errno)
 		return
 	}
 	h := fuse.OutHeader{Length: uint32(len(reply)), Unique: hdr.Unique}
 	encode(reply[:0], &h)
 	s.write(reply)
-	putMsg(bp, reply)
+	s.putMsg(bp, reply)
 }
 
 // ioctlReply appends the payload of a FUSE_IOCTL reply for a device's
@@ -480,7 +492,7 @@ func (s *Server) fireWake(of *openFile) {
 // notifyPoll sends FUSE_NOTIFY_POLL for kh.
 func (s *Server) notifyPoll(kh uint64) {
 	w := notifyPollWakeup{Kh: kh}
-	bp := getMsg()
+	bp := s.getMsg()
 	h := fuse.OutHeader{Length: outHeaderSize + notifyPollWakeupOut, Status: notifyPoll, Unique: 0}
 	msg := encode((*bp)[:0], &h)
 	msg = encode(msg, &w)
@@ -488,7 +500,7 @@ func (s *Server) notifyPoll(kh uint64) {
 	if err := s.write(msg); err != nil {
 		s.log.Debug("cuse: poll notification not delivered", "kh", kh, "err", err)
 	}
-	putMsg(bp, msg)
+	s.putMsg(bp, msg)
 }
 
 // sendErr writes a header-only reply with errno (0 = success, no payload).
@@ -500,10 +512,10 @@ func (s *Server) sendErr(unique uint64, errno syscall.Errno) error {
 		errno = syscall.ERANGE
 	}
 	h := fuse.OutHeader{Length: outHeaderSize, Status: -int32(errno), Unique: unique}
-	bp := getMsg()
+	bp := s.getMsg()
 	msg := encode((*bp)[:0], &h)
 	err := s.write(msg)
-	putMsg(bp, msg)
+	s.putMsg(bp, msg)
 	return err
 }
 
@@ -515,13 +527,13 @@ func (s *Server) send(unique uint64, parts ...[]byte) error {
 		total += len(p)
 	}
 	h := fuse.OutHeader{Length: uint32(total), Unique: unique}
-	bp := getMsg()
+	bp := s.getMsg()
 	msg := encode((*bp)[:0], &h)
 	for _, p := range parts {
 		msg = append(msg, p...)
 	}
 	err := s.write(msg)
-	putMsg(bp, msg)
+	s.putMsg(bp, msg)
 	return err
 }
 

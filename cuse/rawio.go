@@ -132,12 +132,17 @@ func (s *Server) rawWrite(msg []byte) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	w := writerPool.Get().(*chanWriter)
+	w := s.wslot.Swap(nil)
+	if w == nil {
+		w = writerPool.Get().(*chanWriter)
+	}
 	w.msg = msg
 	err = rc.Write(w.fn)
 	n, errno := int(w.n), w.errno
 	w.msg = nil
-	writerPool.Put(w)
+	if !s.wslot.CompareAndSwap(nil, w) {
+		writerPool.Put(w)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -158,12 +163,24 @@ var msgPool = sync.Pool{New: func() any {
 // ioctl outputs) go to the garbage collector.
 const maxPooledMsg = 16 << 10
 
-func getMsg() *[]byte { return msgPool.Get().(*[]byte) }
+// getMsg returns a reply buffer: the server's own one-slot cache if it is
+// free (the reader, which writes nearly every reply, then touches only
+// the server), else one from msgPool.
+func (s *Server) getMsg() *[]byte {
+	if b := s.mslot.Swap(nil); b != nil {
+		return b
+	}
+	return msgPool.Get().(*[]byte)
+}
 
-func putMsg(b *[]byte, used []byte) {
+// putMsg gives b back, with used (what b's storage became) as its
+// contents' capacity.
+func (s *Server) putMsg(b *[]byte, used []byte) {
 	if cap(used) > maxPooledMsg {
 		return
 	}
 	*b = used[:0]
-	msgPool.Put(b)
+	if !s.mslot.CompareAndSwap(nil, b) {
+		msgPool.Put(b)
+	}
 }
