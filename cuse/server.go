@@ -507,7 +507,7 @@ func (s *Server) readLoop(buf []byte) error {
 // yieldEvery is how many requests the reader dispatches between two
 // runtime.Gosched calls: a few microseconds of work on real hardware, a
 // few milliseconds under CPU emulation, well within sysmon's 10 ms.
-const yieldEvery = 8
+const yieldEvery = 16
 
 // releaseAll releases every file still open: at shutdown the kernel sends no
 // RELEASE for them.

@@ -113,8 +113,8 @@ func parseBenchSrv(out []byte) ([]benchResult, error) {
 //
 //	benchsrv.sh N ROUNDS "SERVERS" "CLIENTS" "DEPTHS"
 const benchSrv = `#!/bin/sh
-n=$1 rounds=$2 servers=$3 clients=$4 depths=$5 profile=$6 warm=50
-perfev=raw_syscalls:sys_enter
+n=$1 rounds=$2 servers=$3 clients=$4 depths=$5 profile=$6 altenv=$7 warm=50
+perfev=page-faults,raw_syscalls:sys_enter
 if [ "$profile" = perf ]; then
 	mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null
 	echo "clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
@@ -142,7 +142,7 @@ start() {
 	kernel) return ;;
 	ref) /bin/refcuse ipmiref >/tmp/srv.log 2>&1 & pid=$! ;;
 	kcs) IPMI_CUSE_CPUPROFILE=$prof /bin/ipmi-cuse --log-level=info >/tmp/srv.log 2>&1 & pid=$! ;;
-	alt) /bin/ipmi-cuse-alt --log-level=info >/tmp/srv.log 2>&1 & pid=$! ;;
+	alt) env $altenv /bin/ipmi-cuse-alt --log-level=info >/tmp/srv.log 2>&1 & pid=$! ;;
 	sim) IPMI_CUSE_CPUPROFILE=$prof /bin/ipmi-cuse --bmc sim --device ipmisim --log-level=info >/tmp/srv.log 2>&1 & pid=$! ;;
 	*) echo "benchsrv: unknown server $server"; exit 2 ;;
 	esac
@@ -172,6 +172,7 @@ for client in $clients; do for depth in $depths; do
 			if [ "$profile" = perf ] && [ -n "$pid" ] && [ $client = c ] && [ $depth = 1 ]; then
 				wrap="perf stat -x , -o /tmp/pstat -e $perfev -p $pid --"
 				[ $round = $rounds ] && wrap="perf record -q -e cpu-clock -F 997 -g -o /tmp/perf-$server.data -p $pid --"
+				[ $round = 1 ] && [ $rounds -gt 2 ] && wrap="perf record -q -e page-faults -c 1 -g -o /tmp/pf-$server.data -p $pid --"
 			fi
 			rm -f /tmp/pstat
 			set -- $(counters); r0=$1 w0=$2 c0=$3 n0=$4 t0=$5 i0=$(idle)
@@ -183,7 +184,7 @@ for client in $clients; do for depth in $depths; do
 			extra=
 			[ -n "$pid" ] && extra=$(grep -o '\(requests\|notifies\|kcs_transactions\|kcs_status_reads\|kcs_sleeps\|any_thread\|served_inline\)=[0-9a-z]*' /tmp/srv.log | tr '\n' ' ')
 			# perf stat -x: "count,,event,...": sys_NAME=count per event.
-			[ -s /tmp/pstat ] && extra="$extra $(awk -F, '$3 ~ /sys_enter/ {e=$3; sub(/.*sys_enter_?/, "", e); if (e == "") e = "all"; printf "sys_%s=%s ", e, $1}' /tmp/pstat)"
+			[ -s /tmp/pstat ] && extra="$extra $(awk -F, '$3 ~ /sys_enter/ {e=$3; sub(/.*sys_enter_?/, "", e); if (e == "") e = "all"; printf "sys_%s=%s ", e, $1} $3 == "page-faults" {printf "sys_pagefaults=%s ", $1}' /tmp/pstat)"
 			echo "$out server=$server client=$client total=$((n+warm)) syscr=$((r1-r0)) syscw=$((w1-w0)) ctxsw=$((c1-c0)) nvcsw=$((n1-n0)) cpu_ns=$((t1-t0)) idle_ms=$((i1-i0)) round=$round $extra"
 			[ $rc = 0 ] || { echo "benchsrv: $client client failed on $server"; cat /tmp/srv.log; exit 1; }
 		done
@@ -195,7 +196,10 @@ if [ "$profile" = perf ]; then
 		echo "perfreport $server begin"
 		perf report -i /tmp/perf-$server.data --stdio --no-children --sort dso -g none 2>/dev/null | grep -v '^#' | grep -v '^$'
 		perf report -i /tmp/perf-$server.data --stdio --no-children --sort dso,sym -g none --percent-limit 0.4 2>/dev/null | grep -v '^#' | grep -v '^$'
-		[ "$server" = ref ] || perf report -i /tmp/perf-$server.data --stdio --no-children -S finish_task_switch.isra.0,exc_page_fault,asm_exc_page_fault,internal_get_user_pages_fast -G --percent-limit 0.5 2>/dev/null | grep -v '^#' | grep -v '^$' | head -150
+		if [ -s /tmp/pf-$server.data ]; then
+			echo "perfreport $server page faults"
+			perf report -i /tmp/pf-$server.data --stdio --no-children --sort sym -G --percent-limit 3 2>/dev/null | grep -v '^#' | grep -v '^$' | head -60
+		fi
 		echo "perfreport $server callers"
 		perf report -i /tmp/perf-$server.data --stdio --children --sort sym -g none --percent-limit 1 2>/dev/null | grep -v '^#' | grep -v '^$'
 		echo "perfreport $server end"
@@ -291,13 +295,14 @@ func TestBenchVM(t *testing.T) {
 		}
 		return testbed.Command{Name: "bench_" + strings.Join(servers, "_"), Timeout: 3000,
 			Args: []string{"/bin/sh", "/bin/benchsrv.sh", strconv.Itoa(n / rounds), strconv.Itoa(rounds),
-				strings.Join(servers, " "), clients, depths, profile}}
+				strings.Join(servers, " "), clients, depths, profile, os.Getenv("IPMI_CUSE_BENCH_ALT_ENV")}}
 	}
 	micro := testbed.Command{Name: "micro", Timeout: 300, Args: []string{probeGuestPath, "micro", "-n", "200"}}
 	cuseServers := []string{"ref", "sim", "kcs"}
 	// IPMI_CUSE_BENCH_ALT=PATH also measures another build of ipmi-cuse
 	// on the emulated KCS in the same rounds, for comparing a change with
-	// what it changes under the same load.
+	// what it changes under the same load; IPMI_CUSE_BENCH_ALT_ENV gives
+	// it environment variables (VAR=value ..., e.g. GODEBUG or GOGC).
 	if alt := os.Getenv("IPMI_CUSE_BENCH_ALT"); alt != "" {
 		bins["/bin/ipmi-cuse-alt"] = alt
 		cuseServers = append(cuseServers, "alt")
@@ -638,7 +643,7 @@ func TestRoundRatios(t *testing.T) {
 
 // syscallNames are the system calls syscallTable gives a column of their
 // own, in order; the rest are summed as "other".
-var syscallNames = []string{"read", "write", "futex", "sched_yield", "epoll_pwait", "nanosleep", "clock_gettime", "rt_sigprocmask", "rt_sigreturn", "tgkill", "madvise", "ioperm", "iopl"}
+var syscallNames = []string{"pagefaults", "read", "write", "futex", "sched_yield", "epoll_pwait", "nanosleep", "clock_gettime", "rt_sigprocmask", "rt_sigreturn", "tgkill", "madvise", "ioperm", "iopl"}
 
 // syscallTable formats the servers' system calls per round trip that perf
 // stat counted (IPMI_CUSE_BENCH_PERF=1), or "" when none were.
@@ -651,7 +656,7 @@ func syscallTable(all []benchResult) string {
 				continue
 			}
 			if b.Len() == 0 {
-				b.WriteString("\nThe servers' system calls per round trip (perf stat -p, C client, depth 1, every round but the last):\n\n| server | all | ")
+				b.WriteString("\nThe servers' system calls (and page faults) per round trip (perf stat -p, C client, depth 1, every round but the first and the last):\n\n| server | all | ")
 				b.WriteString(strings.Join(syscallNames, " | "))
 				b.WriteString(" | other |\n|---|---|")
 				b.WriteString(strings.Repeat("---|", len(syscallNames)+1))
@@ -661,7 +666,9 @@ func syscallTable(all []benchResult) string {
 			fmt.Fprintf(&b, "| %s | %s |", s.name, per(r.syscalls["all"]))
 			other := r.syscalls["all"]
 			for _, n := range syscallNames {
-				other -= r.syscalls[n]
+				if n != "pagefaults" {
+					other -= r.syscalls[n]
+				}
 				fmt.Fprintf(&b, " %s |", per(r.syscalls[n]))
 			}
 			fmt.Fprintf(&b, " %s |\n", per(other))
@@ -725,9 +732,9 @@ func TestParseBenchSrv(t *testing.T) {
 			"| reference C CUSE server (canned reply) | C | 1 | 500 | 2000 | 3000 | – | 1.00× | 850 | 1.00× | 200 | 6.0 | 6.0 | 7.0 | 1.0 | 0.3 + 5.7 |",
 		}, []string{"system calls per round trip"}},
 		{"system calls", line("ref", "requests=600 sys_all=1500 sys_read=600 sys_write=700") +
-			line("kcs", "cuse_requests=600 sys_all=1800 sys_read=610 sys_write=700 sys_futex=40 sys_nanosleep=50"), []string{
-			"| reference C CUSE server (canned reply) | 15.0 | 6.0 | 7.0 | 0.0 |",
-			"| ipmi-cuse, emulated KCS | 18.0 | 6.1 | 7.0 | 0.4 | 0.0 | 0.0 | 0.5 |",
+			line("kcs", "cuse_requests=600 sys_all=1800 sys_pagefaults=30 sys_read=610 sys_write=700 sys_futex=40 sys_nanosleep=50"), []string{
+			"| reference C CUSE server (canned reply) | 15.0 | 0.0 | 6.0 | 7.0 | 0.0 |",
+			"| ipmi-cuse, emulated KCS | 18.0 | 0.3 | 6.1 | 7.0 | 0.4 | 0.0 | 0.0 | 0.5 |",
 			"Server CPU time per round trip: 850 µs = 1.00× the reference's 850 µs.",
 		}, nil},
 	}

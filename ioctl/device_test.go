@@ -1316,3 +1316,52 @@ func TestPollWithoutWaiterDisarms(t *testing.T) {
 		t.Errorf("woken %d times after re-arming, want 1", wakes.Load())
 	}
 }
+
+// TestRecycledPending checks that a pending request given back to the
+// pool once its reply is received never changes a reply still queued or
+// a state already exported: replies are told apart by message ID and by
+// the request data the engine echoes.
+func TestRecycledPending(t *testing.T) {
+	echo := func(r *sched.Request) { r.Resp = append(append(r.Resp[:0], r.Msg[0]|4, r.Msg[1], 0x00), r.Msg[2:]...) }
+	tests := []struct {
+		name  string
+		order []string // "send A n" (msgID n, data n n n), "recv A n" (expects msgID n), "export B n"
+	}{
+		{"reuse while another file holds a reply", []string{"send A 1", "send B 2", "recv A 1", "send A 3", "send A 4", "recv B 2", "recv A 3", "recv A 4"}},
+		{"reuse while the same file holds a reply", []string{"send A 1", "send A 2", "recv A 1", "send A 3", "recv A 2", "send A 4", "recv A 3", "recv A 4"}},
+		{"export then reuse", []string{"send B 1", "send A 2", "export B 1", "recv B 1", "recv A 2", "send A 3", "send A 4", "check export", "recv A 3", "recv A 4"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, Config{})
+			e.eng.reply = echo
+			files := map[string]*File{"A": e.open(), "B": e.open()}
+			var exported FileState
+			var exportedID int64
+			for _, step := range tt.order {
+				var op, who string
+				var n int64
+				fmt.Sscanf(step, "%s %s %d", &op, &who, &n)
+				f := files[who]
+				switch op {
+				case "send":
+					if errno := e.send(f, sysAddr(0), n, NetFnApp, 0x01, []byte{byte(n), byte(n), byte(n)}); errno != 0 {
+						t.Fatalf("%s: %v", step, errno)
+					}
+				case "recv":
+					r := e.recv(f, false, 40, 300)
+					if r.errno != 0 || r.recv.MsgID != n || r.recv.Msg.DataLen != 4 || !bytes.Equal(r.data[:4], []byte{0, byte(n), byte(n), byte(n)}) {
+						t.Fatalf("%s: errno %v, msgid %d, data % x", step, r.errno, r.recv.MsgID, r.data[:r.recv.Msg.DataLen])
+					}
+				case "export":
+					exported, exportedID = f.ExportState(), n
+				case "check":
+					if len(exported.Queue) != 1 || exported.Queue[0].MsgID != exportedID ||
+						!bytes.Equal(exported.Queue[0].Data, []byte{0, byte(exportedID), byte(exportedID), byte(exportedID)}) {
+						t.Fatalf("the exported queue changed: %+v", exported.Queue)
+					}
+				}
+			}
+		})
+	}
+}

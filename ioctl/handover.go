@@ -1,6 +1,7 @@
 package ioctl
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"time"
@@ -106,8 +107,9 @@ func (f *File) ExportState() FileState {
 	s := FileState{Owner: uint64(f.owner), Inflight: f.inflight, Retries: f.retries, RetryTimeMs: f.retryMs,
 		GetsEvents: f.getsEvents}
 	for _, m := range f.queue {
-		s.Queue = append(s.Queue, Message{RecvType: m.recvType, Addr: m.addr, MsgID: m.msgID, NetFn: m.netfn,
-			Cmd: m.cmd, Data: m.data})
+		// Copies: a queued reply's storage is reused once it is received.
+		s.Queue = append(s.Queue, Message{RecvType: m.recvType, Addr: bytes.Clone(m.addr), MsgID: m.msgID, NetFn: m.netfn,
+			Cmd: m.cmd, Data: bytes.Clone(m.data)})
 	}
 	f.mu.Unlock()
 	d := f.dev
