@@ -209,13 +209,6 @@ func (s *Server) interrupt(unique uint64) {
 	}
 }
 
-// lookup returns the open file for fh, or nil.
-func (s *Server) lookup(fh uint64) *openFile {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.files[fh]
-}
-
 func (s *Server) doOpen(ctx context.Context, hdr *fuse.InHeader, msg []byte) {
 	in, _ := decode[fuse.OpenIn](msg)
 	file, errno := s.dev.Open(ctx, in.Flags)

@@ -148,9 +148,8 @@ func (s *Server) allocFhLocked() uint64 {
 // adopted with the device's defaults. It returns nil if fh is unknown and
 // cannot be adopted.
 func (s *Server) lookupOrAdopt(fh uint64) *openFile {
-	of := s.lookup(fh)
-	s.mu.Lock()
-	resumed := s.resumed
+	s.mu.Lock() // once: this runs for every request
+	of, resumed := s.files[fh], s.resumed
 	s.mu.Unlock()
 	if of != nil || !resumed || fh == 0 {
 		return of
