@@ -71,7 +71,9 @@ vm: provision
 # The table gives each server's CPU time per round trip (its threads'
 # schedstat) and the guest's idle time. IPMI_CUSE_BENCH_PERF=1 puts the
 # host's perf (linux-perf) in the guest: the servers' system calls per
-# round trip (perf stat) and a CPU profile of each (perf record -g).
+# round trip (perf stat) and a CPU profile of each (perf record -g);
+# IPMI_CUSE_BENCH_ALT=PATH measures another ipmi-cuse build in the same
+# rounds (IPMI_CUSE_BENCH_ALT_ENV: its environment).
 bench-vm: provision
 	IPMI_CUSE_VM=1 IPMI_CUSE_BENCH=1 $(GO) test -count=1 -timeout $(VM_TIMEOUT) -run '^TestBenchVM$$' -v ./integration/
 
