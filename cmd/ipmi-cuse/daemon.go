@@ -376,10 +376,10 @@ func run(ctx context.Context, o options, log *slog.Logger) (err error) {
 			notify(log, "READY=1", fmt.Sprintf("STATUS=serving %v (%s)", paths, what))
 		}
 		go feedWatchdog(serveCtx, log, engine, o.kcsTxTimeout+time.Second, tk != nil)
-		log.Info("ipmi-cuse serving", "devices", paths, "bmc", what, "ports_any_thread", anyThread,
+		log.Info("ipmi-cuse serving", append([]any{"devices", paths, "bmc", what, "ports_any_thread", anyThread,
 			"bmc_ipmi_version", fmt.Sprintf("%d.%d", id.ipmiVersion>>4, id.ipmiVersion&0xF),
 			"priority_watchdog_commands", o.priorityWatchdog, "watchdog", o.watchdog,
-			"watchdog_timeout", o.watchdogTimeout)
+			"watchdog_timeout", o.watchdogTimeout}, startupAttrs()...)...)
 	}
 	wg.Wait()
 	close(errs)

@@ -261,6 +261,7 @@ func parseFlags(args []string, out io.Writer) (o options, err error) {
 }
 
 func main() {
+	noteMain()
 	opts, err := parseFlags(os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
