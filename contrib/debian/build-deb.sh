@@ -11,6 +11,7 @@ umask 022
 
 install -D -m0755 "$bin" "$stage/usr/sbin/ipmi-cuse"
 install -D -m0644 contrib/systemd/ipmi-cuse.service "$stage/lib/systemd/system/ipmi-cuse.service"
+install -D -m0644 "contrib/systemd/modprobe@cuse.service.d/ipmi-cuse.conf" "$stage/lib/systemd/system/modprobe@cuse.service.d/ipmi-cuse.conf"
 install -D -m0644 contrib/default/ipmi-cuse "$stage/etc/default/ipmi-cuse"
 install -D -m0644 contrib/modprobe.d/ipmi-cuse.conf "$stage/etc/modprobe.d/ipmi-cuse.conf"
 install -D -m0644 contrib/modules-load.d/ipmi-cuse.conf "$stage/etc/modules-load.d/ipmi-cuse.conf"

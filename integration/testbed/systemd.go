@@ -6,7 +6,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -603,10 +605,14 @@ const UnitPath = "/lib/systemd/system/ipmi-cuse.service"
 // DefaultsPath is the defaults file the unit reads (IPMI_CUSE_ARGS).
 const DefaultsPath = "/etc/default/ipmi-cuse"
 
+// ModprobeDropIn is the drop-in under contrib/systemd (and the unit
+// directory) that keeps modprobe@cuse.service active once cuse is loaded.
+const ModprobeDropIn = "modprobe@cuse.service.d/ipmi-cuse.conf"
+
 // ProjectUnit returns the files that install ipmi-cuse in the systemd guest
 // as the repository's contrib/systemd/ipmi-cuse.service expects it: the
 // daemon (a host binary, e.g. from BuildDaemon) at the path the unit's
-// ExecStart= names, the unit at UnitPath, and, when args is not nil, a
+// ExecStart= names, the unit at UnitPath with the ModprobeDropIn, and, when args is not nil, a
 // defaults file at DefaultsPath setting IPMI_CUSE_ARGS to args (each
 // argument must be free of spaces and quotes). The script then starts it
 // with `systemctl start ipmi-cuse`.
@@ -631,6 +637,14 @@ func ProjectUnit(root, daemon string, args []string) ([]File, error) {
 	files := []File{
 		{Path: bin, Mode: 0o755, HostPath: daemon},
 		{Path: UnitPath, Mode: 0o644, Data: unit},
+	}
+	// The drop-in that has modprobe@cuse.service (which the unit wants)
+	// load cuse once, as the package installs it.
+	dropIn := filepath.Join(root, "contrib", "systemd", ModprobeDropIn)
+	if b, err := os.ReadFile(dropIn); err == nil {
+		files = append(files, File{Path: "/lib/systemd/system/" + ModprobeDropIn, Mode: 0o644, Data: b})
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("project unit: %w", err)
 	}
 	if args != nil {
 		for _, a := range args {
