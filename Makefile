@@ -100,8 +100,9 @@ bench-watchdog-ssif: provision
 # Upgrades and crashes under systemd on 6.1 and 6.12 at full length: ten
 # reloads alternating two binaries, and the 2 s bound on a restart after a
 # kill (make test runs four reloads and only requires a restart).
+# One kernel: make bench-restart KERNEL=6.12
 bench-restart: provision
-	IPMI_CUSE_VM=1 IPMI_CUSE_BENCH=1 $(GO) test -count=1 -timeout $(VM_TIMEOUT) -run '^TestSystemdRestarts$$' -v ./integration/
+	IPMI_CUSE_VM=1 IPMI_CUSE_BENCH=1 $(GO) test -count=1 -timeout $(VM_TIMEOUT) -run '^TestSystemdRestarts$$/$(if $(KERNEL),^$(KERNEL)$$)' -v ./integration/
 
 # Boots the VM, serves /dev/ipmi0 with ipmi-cuse and runs a few clients.
 demo: provision

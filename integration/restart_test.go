@@ -38,21 +38,23 @@ import (
 // IPMI_CUSE_BENCH=1 runs ten reloads instead of four.
 func TestSystemdRestarts(t *testing.T) {
 	reloads := 4
-	// The goal is the device served again within 2 s of a kill. Under TCG
+	// The goal is the device served again within 2 s of a kill (of the
+	// SIGKILL systemd sends; see restartScenario). Under TCG
 	// the guest's time stretches with the host's load (15 s was seen on a
 	// 2-core host at load 10), so the test run by make test only requires
 	// it to be served again, within a minute, and logs what it measured;
 	// the bench run holds the 2 s.
 	killBound := 60.0
-	if os.Getenv("IPMI_CUSE_BENCH") == "1" {
+	bench := os.Getenv("IPMI_CUSE_BENCH") == "1"
+	if bench {
 		reloads, killBound = 10, 2
 	}
 	for _, k := range []testbed.Kernel{testbed.Kernel61, testbed.Kernel612} {
-		t.Run(string(k), func(t *testing.T) { systemdRestarts(t, k, reloads, killBound) })
+		t.Run(string(k), func(t *testing.T) { systemdRestarts(t, k, reloads, killBound, bench) })
 	}
 }
 
-func systemdRestarts(t *testing.T, k testbed.Kernel, reloads int, killBound float64) {
+func systemdRestarts(t *testing.T, k testbed.Kernel, reloads int, killBound float64, bench bool) {
 	env := testEnvKernel(t, k)
 	daemonPath, why := daemon(t)
 	if daemonPath == "" {
@@ -170,17 +172,20 @@ journal ipmi-cuse
 			t.Errorf("journal lacks the rolled-back upgrade's reason %q", want)
 		}
 	}
-	// Kills: served again (within killBound), same device.
-	kl := regexp.MustCompile(`(?m)^kill (\d+): (\d+) -> (\d+) served after (\S+) s dev (\S+)$`).FindAllStringSubmatch(stdout, -1)
+	// Kills: served again (within killBound of the SIGKILL), same device.
+	kl := regexp.MustCompile(`(?m)^kill (\d+): (\d+) -> (\d+) served at (\S+) systemctl at (\S+) returned at (\S+) sigkill at (\S+) dev (\S+)$`).FindAllStringSubmatch(stdout, -1)
 	if len(kl) != 3 {
 		t.Errorf("%d kills reported, want 3", len(kl))
 	}
 	var served []string
 	for _, m := range kl {
-		s, _ := strconv.ParseFloat(m[4], 64)
-		served = append(served, m[4]+" s")
-		if m[2] == m[3] || s > killBound || m[5] != dev0[1] {
-			t.Errorf("kill %s: pid %s -> %s served after %s s on %s (want a new pid within %v s on %s)", m[1], m[2], m[3], m[4], m[5], killBound, dev0[1])
+		k := parseKill(m[4:8])
+		served = append(served, k.String())
+		// Without the journal's SIGKILL line (a journald starved on a
+		// slow machine) only the bench fails: it is there to measure.
+		late := k.err == nil && k.served-k.sigkill > killBound || k.err != nil && bench
+		if m[2] == m[3] || late || m[8] != dev0[1] {
+			t.Errorf("kill %s: pid %s -> %s served %s on %s (want a new pid within %v s of the SIGKILL on %s)", m[1], m[2], m[3], k, m[8], killBound, dev0[1])
 		}
 	}
 	if !strings.Contains(j, "adopted a file opened before the restart") {
@@ -263,8 +268,44 @@ journal ipmi-cuse
 	for _, m := range rl {
 		hand = append(hand, m[4]+" s")
 	}
-	t.Logf("MEASURED %s: reloads %s; kills served again after %s; %d pats at the BMC; %v; %v; in flight: %v",
+	t.Logf("MEASURED %s: reloads %s; kills served again %s; %d pats at the BMC; %v; %v; in flight: %v",
 		k, strings.Join(hand, ", "), strings.Join(served, ", "), npats, first(hold), first(flood), first(inflight))
+}
+
+// killTimes are one kill's moments in restartScenario, by the guest's
+// CLOCK_MONOTONIC in seconds: systemctl kill started and returned, systemd
+// sent the SIGKILL, and a request was served again.
+type killTimes struct {
+	systemctl, returned, sigkill, served float64
+	err                                  error
+}
+
+// parseKill reads the served, systemctl, returned and sigkill fields of a
+// kill line; the SIGKILL must lie between systemctl's start and return.
+func parseKill(f []string) (k killTimes) {
+	var vs [4]float64
+	for i, s := range f {
+		v, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			k.err = fmt.Errorf("field %d: %q is not a time", i, s)
+			return k
+		}
+		vs[i] = v
+	}
+	k.served, k.systemctl, k.returned, k.sigkill = vs[0], vs[1], vs[2], vs[3]
+	if k.sigkill < k.systemctl || k.sigkill > k.returned {
+		k.err = fmt.Errorf("the SIGKILL at %.2f is not within systemctl kill's run %.2f..%.2f", k.sigkill, k.systemctl, k.returned)
+	}
+	return k
+}
+
+// String gives the restart time from the SIGKILL and from the start of
+// systemctl kill.
+func (k killTimes) String() string {
+	if k.err != nil {
+		return k.err.Error()
+	}
+	return fmt.Sprintf("%.2f s after the SIGKILL (%.2f s after systemctl kill started)", k.served-k.sigkill, k.served-k.systemctl)
 }
 
 // The versions stamped into TestSystemdRestarts' two builds.
@@ -338,11 +379,19 @@ fi
 # kernel until the restarted daemon serves them: no polling of systemctl,
 # whose every call costs the guest's one vCPU a tenth of a second that the
 # restarting daemon then does not get.
+# The kill's moment is when systemd sent the SIGKILL (its journal line, by
+# CLOCK_MONOTONIC, which /proc/uptime's CLOCK_BOOTTIME equals in a guest
+# that never suspends): starting systemctl itself takes the busy guest up
+# to a second, while the old process still serves. The clocks are read
+# with the shell's read, which forks nothing.
 for i in 1 2 3; do
-	old=$(mp); t0=$(up)
+	old=$(mp); read -r t0 _ </proc/uptime
 	systemctl kill -s KILL ipmi-cuse
+	read -r tk _ </proc/uptime
 	n=0; until timeout 60 ipmitool raw 6 1 >/dev/null 2>&1; do sleep 0.05; n=$((n+1)); [ $n -gt 100 ] && break; done
-	echo "kill $i: $old -> $(mp) served after $(since $t0) s dev $(dev)"
+	read -r t1 _ </proc/uptime
+	ks=$(journalctl -b -u ipmi-cuse -o short-monotonic --no-pager | sed -n "s/^\[ *\([0-9.]*\)\] .*Sent signal SIGKILL to main process $old .*/\1/p" | tail -1)
+	echo "kill $i: $old -> $(mp) served at $t1 systemctl at $t0 returned at $tk sigkill at ${ks:-none} dev $(dev)"
 	sleep 2
 done
 rm -f /tmp/wdread.go
@@ -453,4 +502,23 @@ func first(m []string) string {
 		return "(none)"
 	}
 	return m[0]
+}
+
+func TestParseKill(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		fields []string
+		want   string
+	}{
+		{"ordered", []string{"12.50", "10.00", "10.80", "10.70"}, "1.80 s after the SIGKILL (2.50 s after systemctl kill started)"},
+		{"sigkill before systemctl", []string{"12.50", "10.00", "10.80", "9.90"}, "the SIGKILL at 9.90 is not within systemctl kill's run 10.00..10.80"},
+		{"sigkill after its return", []string{"12.50", "10.00", "10.80", "10.81"}, "the SIGKILL at 10.81 is not within systemctl kill's run 10.00..10.80"},
+		{"no journal line", []string{"12.50", "10.00", "10.80", "none"}, `field 3: "none" is not a time`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := parseKill(c.fields).String(); got != c.want {
+				t.Errorf("parseKill(%q) = %q, want %q", c.fields, got, c.want)
+			}
+		})
+	}
 }
