@@ -389,8 +389,14 @@ func (h *Host) once(msg, resp []byte, dl time.Time) ([]byte, error) {
 		}
 		switch s.State() {
 		case StateRead:
-			if s, err = h.waitOBF(dl, StateRead); err != nil {
-				return resp, h.fail(PhaseRead, n, s, err)
+			// The status that showed IBF clear and READ shows OBF too
+			// when the byte is already there (a fast BMC, nearly
+			// always): read it without polling the status again, as
+			// Linux's KCS state machine acts on one status read.
+			if s&OBF == 0 {
+				if s, err = h.waitOBF(dl, StateRead); err != nil {
+					return resp, h.fail(PhaseRead, n, s, err)
+				}
 			}
 			b, err := h.read()
 			if err != nil {
