@@ -6,7 +6,7 @@ GO ?= go
 STATICCHECK_VERSION ?= v0.8.2
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 
-.PHONY: test lint unit staticcheck provision vm demo bench-vm bench-watchdog bench-watchdog-ssif bench-restart build deb
+.PHONY: test lint unit staticcheck provision vm demo bench-vm bench-watchdog bench-watchdog-ssif bench-restart bench-restart-profile build deb
 
 # The revision and version `ipmi-cuse --version` prints and the metrics'
 # build_info carries. They are stamped with -ldflags -X because Go's own VCS
@@ -103,6 +103,14 @@ bench-watchdog-ssif: provision
 # One kernel: make bench-restart KERNEL=6.12
 bench-restart: provision
 	IPMI_CUSE_VM=1 IPMI_CUSE_BENCH=1 $(GO) test -count=1 -timeout $(VM_TIMEOUT) -run '^TestSystemdRestarts$$/$(if $(KERNEL),^$(KERNEL)$$)' -v ./integration/
+
+# Where a crash restart's time goes (issue 9): eight kills under the
+# bench's clients alternating the shipped unit with the restart settings
+# it had before (or IPMI_CUSE_RESTART_DROPIN), phase by phase, and the CPU
+# systemd's set-up of the unit's sandbox costs, directive group by group.
+# KERNEL=6.1 profiles the restarts on 6.1 (default 6.12).
+bench-restart-profile: provision
+	IPMI_CUSE_VM=1 IPMI_CUSE_BENCH=1 IPMI_CUSE_KERNEL=$(KERNEL) $(GO) test -count=1 -timeout $(VM_TIMEOUT) -run '^(TestSystemdRestartProfile|TestSystemdSandboxCost)$$' -v ./integration/
 
 # Boots the VM, serves /dev/ipmi0 with ipmi-cuse and runs a few clients.
 demo: provision
