@@ -177,6 +177,18 @@ func Start(ctx context.Context, cfg Config, state []byte, files []*os.File) (*Pr
 			}
 		}
 	case why = <-exited:
+		// A refusal written just before the exit is in the pipe already,
+		// and the reader returns it (or EOF, the exit having closed the
+		// pipe) at once; which of the two this select saw first is chance.
+		// The refusal says more than the exit status.
+		select {
+		case a := <-answer:
+			if strings.HasPrefix(a, msgRefuse) {
+				why = fmt.Errorf("%w: %s", ErrRefused, strings.TrimPrefix(a, msgRefuse))
+			}
+		case <-timer.C:
+		case <-ctx.Done():
+		}
 		return nil, fmt.Errorf("upgrade: %s: %w", path, why)
 	case <-timer.C:
 		why = fmt.Errorf("%w (%v)", ErrTimeout, timeout)
