@@ -62,6 +62,22 @@ func daemon(t *testing.T) (string, string) {
 	return p, ""
 }
 
+// unitDaemon is daemon for the systemd guests' tests, which need the
+// repository too (for the unit in contrib/): it returns the built daemon
+// and the repository's root, and skips the test where there is no daemon.
+func unitDaemon(t *testing.T) (daemonPath, root string) {
+	t.Helper()
+	daemonPath, why := daemon(t)
+	if daemonPath == "" {
+		t.Skip(why)
+	}
+	root, err := testbed.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return daemonPath, root
+}
+
 // bmcKind picks the BMC behind the guest's KCS interface for a boot.
 type bmcKind int
 

@@ -56,14 +56,7 @@ func TestSystemdRestarts(t *testing.T) {
 
 func systemdRestarts(t *testing.T, k testbed.Kernel, reloads int, killBound float64, bench bool) {
 	env := testEnvKernel(t, k)
-	daemonPath, why := daemon(t)
-	if daemonPath == "" {
-		t.Skip(why)
-	}
-	root, err := testbed.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, root := unitDaemon(t) // builds a and b below; skips where there is no daemon
 	args := []string{"--bmc=kcs", "--kcs-port=0xca2", "--port-io=devport", "--log-level=info",
 		"--watchdog-device=watchdog", "--upgrade-timeout=5s"}
 	// Two genuinely different builds, each with its version stamped in
@@ -77,7 +70,7 @@ func systemdRestarts(t *testing.T, k testbed.Kernel, reloads int, killBound floa
 			t.Fatal(err)
 		}
 	}
-	daemonPath = a
+	daemonPath := a
 	files, err := testbed.ProjectUnit(root, daemonPath, args)
 	if err != nil {
 		t.Fatal(err)

@@ -366,14 +366,7 @@ func TestSystemdSandboxCost(t *testing.T) {
 		t.Skip("a benchmark: make bench-restart-profile")
 	}
 	env := testEnvKernel(t, testbed.Kernel612)
-	daemonPath, why := daemon(t)
-	if daemonPath == "" {
-		t.Skip(why)
-	}
-	root, err := testbed.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
+	daemonPath, root := unitDaemon(t)
 	unit, err := os.ReadFile(root + "/contrib/systemd/ipmi-cuse.service")
 	if err != nil {
 		t.Fatal(err)

@@ -19,14 +19,7 @@ import (
 // held file working on; `systemctl stop` removes both nodes.
 func TestSystemdTwoInterfaces(t *testing.T) {
 	env := testEnv(t)
-	daemonPath, why := daemon(t)
-	if daemonPath == "" {
-		t.Skip(why)
-	}
-	root, err := testbed.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
+	daemonPath, root := unitDaemon(t)
 	files, err := testbed.ProjectUnit(root, daemonPath, []string{"--log-level=info"})
 	if err != nil {
 		t.Fatal(err)

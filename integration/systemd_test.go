@@ -26,14 +26,7 @@ func TestSystemdUnit(t *testing.T) {
 	for _, k := range []testbed.Kernel{testbed.Kernel612} {
 		t.Run(string(k), func(t *testing.T) {
 			env := testEnvKernel(t, k)
-			daemonPath, why := daemon(t)
-			if daemonPath == "" {
-				t.Skip(why)
-			}
-			root, err := testbed.RepoRoot()
-			if err != nil {
-				t.Fatal(err)
-			}
+			daemonPath, root := unitDaemon(t)
 			files, err := testbed.ProjectUnit(root, daemonPath, []string{"--log-level=info", "--metrics-address=127.0.0.1:9101"})
 			if err != nil {
 				t.Fatal(err)
