@@ -86,6 +86,17 @@ type Process struct {
 	Pid int
 }
 
+// refusal is the error a new process's readiness line a gives when it
+// refuses the hand-over (msgRefuse and its reason), or nil for any other
+// line.
+func refusal(a string) error {
+	reason, ok := strings.CutPrefix(a, msgRefuse)
+	if !ok {
+		return nil
+	}
+	return fmt.Errorf("%w: %s", ErrRefused, reason)
+}
+
 // Start runs the new process with state and files (in this order after
 // the readiness pipe) and waits for its answer. On success the new
 // process serves and the caller should exit. On failure the new process
@@ -161,12 +172,10 @@ func Start(ctx context.Context, cfg Config, state []byte, files []*os.File) (*Pr
 	var why error
 	select {
 	case a := <-answer:
-		switch {
-		case a == msgReady:
+		if a == msgReady {
 			return &Process{Pid: pid}, nil
-		case strings.HasPrefix(a, msgRefuse):
-			why = fmt.Errorf("%w: %s", ErrRefused, strings.TrimPrefix(a, msgRefuse))
-		default:
+		}
+		if why = refusal(a); why == nil {
 			// EOF without an answer: it exited (or closed the pipe); the
 			// exit status says more.
 			select {
@@ -183,8 +192,8 @@ func Start(ctx context.Context, cfg Config, state []byte, files []*os.File) (*Pr
 		// The refusal says more than the exit status.
 		select {
 		case a := <-answer:
-			if strings.HasPrefix(a, msgRefuse) {
-				why = fmt.Errorf("%w: %s", ErrRefused, strings.TrimPrefix(a, msgRefuse))
+			if r := refusal(a); r != nil {
+				why = r
 			}
 		case <-timer.C:
 		case <-ctx.Done():
