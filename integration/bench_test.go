@@ -52,6 +52,15 @@ func parseBench(out []byte) (benchResult, error) {
 	return benchResult{depth: int(f(1)), n: int(f(2)), errors: int(f(3)), rate: f(4), p50us: f(5), p99us: f(6)}, nil
 }
 
+// cpuPerTrip is the server's CPU time per round trip in ns (warm-up
+// included, as its other counters), or 0 when no request was counted.
+func (r benchResult) cpuPerTrip() float64 {
+	if r.total == 0 {
+		return 0
+	}
+	return r.cpuNs / float64(r.total)
+}
+
 // benchSrvRe matches benchsrv.sh's fields after a bench line.
 var benchSrvRe = regexp.MustCompile(`server=(\S+) client=(\S+) total=(\d+) syscr=(-?\d+) syscw=(-?\d+) ctxsw=(-?\d+) nvcsw=(-?\d+) cpu_ns=(-?\d+) idle_ms=(-?\d+)(.*)`)
 
@@ -368,12 +377,7 @@ func roundRatios(all []benchResult) string {
 	b.WriteString("\np50 against the reference's in the same round (round by round; median):\n\n")
 	b.WriteString(ratiosBy(all, func(r benchResult) float64 { return r.p50us }))
 	b.WriteString("\nServer CPU time per round trip against the reference's in the same round (round by round; median):\n\n")
-	b.WriteString(ratiosBy(all, func(r benchResult) float64 {
-		if r.total == 0 {
-			return 0
-		}
-		return r.cpuNs / float64(r.total)
-	}))
+	b.WriteString(ratiosBy(all, benchResult.cpuPerTrip))
 	return b.String()
 }
 
@@ -557,10 +561,10 @@ func benchTable(all []benchResult, n, rounds int) string {
 				}
 				vsK, vsRef, cpu, cpuRef, idle := "–", "–", "–", "–", "–"
 				if s.key != "kernel" && r.total > 0 {
-					cpu = fmt.Sprintf("%.0f", r.cpuNs/1e3/float64(r.total))
+					cpu = fmt.Sprintf("%.0f", r.cpuPerTrip()/1e3)
 					idle = fmt.Sprintf("%.0f", r.idleMs*1e3/float64(r.total))
-					if ref := find("ref", client, d); ref != nil && ref.cpuNs > 0 && ref.total > 0 {
-						cpuRef = fmt.Sprintf("%.2f×", (r.cpuNs/float64(r.total))/(ref.cpuNs/float64(ref.total)))
+					if ref := find("ref", client, d); ref != nil && ref.cpuPerTrip() > 0 {
+						cpuRef = fmt.Sprintf("%.2f×", r.cpuPerTrip()/ref.cpuPerTrip())
 					}
 				}
 				if k := find("kernel", client, d); k != nil && k.rate > 0 {
@@ -579,8 +583,7 @@ func benchTable(all []benchResult, n, rounds int) string {
 	if k, ref := find("kcs", "c", 1), find("ref", "c", 1); k != nil && ref != nil && ref.p50us > 0 {
 		fmt.Fprintf(&b, "\nHeadline: ipmi-cuse on the emulated KCS, C client, depth 1: p50 %.0f µs = %.2f× the reference server's %.0f µs (goal 1.3×).\n",
 			k.p50us, k.p50us/ref.p50us, ref.p50us)
-		if k.total > 0 && ref.total > 0 && ref.cpuNs > 0 {
-			kc, rc := k.cpuNs/float64(k.total), ref.cpuNs/float64(ref.total)
+		if kc, rc := k.cpuPerTrip(), ref.cpuPerTrip(); k.total > 0 && rc > 0 {
 			fmt.Fprintf(&b, "Server CPU time per round trip: %.0f µs = %.2f× the reference's %.0f µs.\n", kc/1e3, kc/rc, rc/1e3)
 		}
 	}
